@@ -1,0 +1,317 @@
+"""Cross-entropy losses: softmax (integer and soft labels), sigmoid, and on probabilities."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import _numerics as nx
+
+
+def _check_integer_labels(
+    logits: jax.Array, labels: jax.typing.ArrayLike, axes: tuple[int, ...]
+) -> jax.Array:
+    labels = nx.check_integer(labels, "labels")
+    batch_shape = tuple(d for i, d in enumerate(logits.shape) if i not in axes)
+    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    return labels
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: nx.Axis = -1,
+    where: jax.typing.ArrayLike | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    class_weights: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+) -> jax.Array:
+    r"""Softmax cross-entropy against integer class labels.
+
+    .. math::
+        \ell_i = w_{y_i} (1-\varepsilon)\,\bigl(\operatorname{lse}(x_i) - x_{i y_i}\bigr)
+          + \frac{\varepsilon}{C} \sum_c w_c \bigl(\operatorname{lse}(x_i) - x_{ic}\bigr)
+
+    with smoothing :math:`\varepsilon` and class weights :math:`w` (1 by default): the semantics
+    of PyTorch's ``F.cross_entropy(..., reduction="none", weight=w, label_smoothing=ε)``. The
+    smoothing sum runs over the candidate classes only (``where=True`` and logit ``> -inf``) and
+    :math:`C` counts them, so masked classes never make the loss infinite.
+
+    A drop-in replacement for ``optax.softmax_cross_entropy_with_integer_labels`` (same positional
+    ``axis``/``where``, tuple axes, per-example or per-logit masks; same values where optax's are
+    finite). Edge cases:
+
+    * rows whose label equals ``ignore_index``, and rows with no candidate class, give 0 with
+      zero gradient;
+    * a label whose own logit is ``-inf`` (or masked) gives ``+inf`` with zero gradient;
+    * a label outside ``[0, C)`` that is not ``ignore_index`` gives NaN, never a silent
+      wrap-around (use :func:`entjax.validate_labels` under :func:`entjax.checked` to raise).
+
+    Args:
+      logits: unnormalised log-probabilities, shape ``[..., num_classes]``.
+      labels: integer class indices, shape ``logits.shape`` without ``axis``. With several class
+        axes a label is a flat (row-major) index into them, as in optax.
+      axis: class axis or tuple of class axes.
+      where: boolean mask of classes (per logit) or of examples (per example).
+      label_smoothing: :math:`\varepsilon \in [0, 1]`, uniform mixing as in PyTorch.
+      class_weights: per-class weights :math:`w`, shape ``[num_classes]``.
+      ignore_index: label value whose rows are ignored (loss and gradient 0), e.g. ``-100``.
+
+    Returns:
+      The loss per example, shape ``labels.shape``, in at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> logits = jnp.array([[2.0, 1.0, 0.1]])
+      >>> print(entjax.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0])))
+      [0.417]
+      >>> print(entjax.softmax_cross_entropy_with_integer_labels(
+      ...     logits, jnp.array([-100]), ignore_index=-100))
+      [0.]
+
+    References:
+      Murphy, *Probabilistic Machine Learning: An Introduction*, 2022, §10.3. Szegedy et al.,
+      *Rethinking the Inception Architecture for Computer Vision*, 2016 (label smoothing).
+    """
+    logits = nx.check_floating(logits, "logits")
+    nx.check_min_rank(logits, 1, "logits")
+    axes = nx.normalize_axes(axis, logits.ndim)
+    labels = _check_integer_labels(logits, labels, axes)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"`label_smoothing` must lie in [0, 1], got {label_smoothing}.")
+    mask = nx.class_mask_last(where, logits.shape, axes)
+    x = nx.class_axes_last(nx.upcast(logits), axes)
+    num_classes = x.shape[-1]
+    weights = None
+    if class_weights is not None:
+        weights = nx.upcast(nx.check_floating(class_weights, "class_weights"), x.dtype)
+        nx.check_shape(weights, (num_classes,), "class_weights", expected="[num_classes]")
+
+    ls = nx.masked_log_softmax(x, mask)
+    onehot = labels[..., None] == jnp.arange(num_classes, dtype=labels.dtype)
+    label_logit = jnp.sum(jnp.where(onehot, ls.safe_logits, 0.0), axis=-1)
+    label_ok = jnp.any(onehot & ls.valid, axis=-1)
+    nll = jnp.where(label_ok, ls.lse - label_logit, jnp.inf)
+    if weights is not None:
+        nll = nll * jnp.sum(jnp.where(onehot, weights, 0.0), axis=-1)
+    loss = nll
+    if label_smoothing:
+        per_class = -ls.log_probs if weights is None else -ls.log_probs * weights
+        count = jnp.maximum(jnp.sum(ls.valid, axis=-1), 1).astype(x.dtype)
+        smooth = jnp.sum(per_class, axis=-1) / count
+        loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+
+    in_range = (labels >= 0) & (labels < num_classes)
+    loss = jnp.where(in_range, loss, jnp.nan)
+    keep = ls.any_valid
+    if ignore_index is not None:
+        keep = keep & (labels != ignore_index)
+    return jnp.where(keep, loss, 0.0)
+
+
+def softmax_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: nx.Axis = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    r"""Softmax cross-entropy against a target distribution (soft or one-hot labels).
+
+    .. math::
+        \ell_i = -\sum_c y_{ic} \log \mathrm{softmax}(x_i)_c = H(y_i, p_i).
+
+    A drop-in replacement for ``optax.softmax_cross_entropy``. Classes with ``where=False`` are
+    excluded (their labels are ignored); a ``-inf`` logit contributes 0 where its label is 0 and
+    makes the loss ``+inf`` where its label is positive; a row with no candidate gives 0.
+
+    Args:
+      logits: unnormalised log-probabilities, shape ``[..., num_classes]``.
+      labels: target probabilities, broadcastable to ``logits``.
+      axis: class axis or axes (``None``: all axes).
+      where: boolean mask of classes (per logit) or of examples (per example).
+
+    Returns:
+      The loss per example, shape ``logits.shape`` without ``axis``.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> logits = jnp.log(jnp.array([0.6, 0.2, 0.2]))
+      >>> print(f"{entjax.softmax_cross_entropy(logits, jnp.array([0.0, 0.0, 1.0])):.4f}")
+      1.6094
+
+    References:
+      Cover & Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.3 (cross-entropy).
+    """
+    logits = nx.check_floating(logits, "logits")
+    labels = nx.check_floating(labels, "labels")
+    nx.check_min_rank(logits, 1, "logits")
+    nx.check_broadcastable(labels, logits.shape, "labels", to="logits")
+    axes = nx.normalize_axes(axis, logits.ndim)
+    mask = nx.class_mask_last(where, logits.shape, axes)
+    dtype = nx.compute_dtype(logits, labels)
+    x = nx.class_axes_last(nx.upcast(logits, dtype), axes)
+    y = nx.class_axes_last(nx.upcast(jnp.broadcast_to(labels, logits.shape), dtype), axes)
+    ls = nx.masked_log_softmax(x, mask)
+    if mask is not None:
+        y = jnp.where(mask, y, 0.0)
+    terms = jnp.where(ls.valid, y * ls.log_probs, jnp.where(y != 0, -jnp.inf, 0.0))
+    return nx.negate(jnp.sum(terms, axis=-1))
+
+
+def cross_entropy_from_probs(
+    probs: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    where: jax.typing.ArrayLike | None = None,
+    min_prob: float = 0.0,
+    base: float | None = None,
+) -> jax.Array:
+    r"""Cross-entropy of predicted probabilities against integer, one-hot or soft labels.
+
+    .. math::
+        H(y, p) = -\sum_c y_c \log p_c, \qquad 0 \log 0 = 0.
+
+    The textbook form, without clipping ``p`` to :math:`[\varepsilon, 1-\varepsilon]`: classes
+    with :math:`y_c = 0` contribute exactly 0 (value and gradient) even where :math:`p_c = 0`, and
+    :math:`p_c = 0` with :math:`y_c > 0` gives ``+inf``, which is the right answer. Pass
+    ``min_prob > 0`` to floor *only* the probabilities inside the logarithm instead.
+
+    Args:
+      probs: predicted probabilities, shape ``[..., num_classes]``.
+      labels: integer class indices of shape ``probs.shape`` without ``axis``, or target
+        probabilities (one-hot or soft) broadcastable to ``probs``.
+      axis: the class axis.
+      where: boolean mask of classes (per entry) or of examples (per example).
+      min_prob: floor applied to ``probs`` inside the logarithm (0: none).
+      base: ``None`` for nats, ``2`` for bits.
+
+    Returns:
+      The cross-entropy per example, shape ``probs.shape`` without ``axis``.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> probs = jnp.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+      >>> print(f"{entjax.cross_entropy_from_probs(probs, jnp.eye(3)).mean():.4f}")
+      0.3635
+      >>> print(f"{entjax.cross_entropy_from_probs(jnp.array([0.6, 0.2, 0.2]), 2):.4f}")
+      1.6094
+
+    References:
+      Cover & Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.3.
+    """
+    probs = nx.check_floating(probs, "probs")
+    nx.check_min_rank(probs, 1, "probs")
+    labels = jnp.asarray(labels)
+    axes = nx.normalize_axes(axis, probs.ndim)
+    num_classes = probs.shape[axes[0]]
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        _check_integer_labels(probs, labels, axes)
+        dtype = nx.compute_dtype(probs)
+        labels = jax.nn.one_hot(labels, num_classes, dtype=dtype, axis=axes[0])
+    elif jnp.issubdtype(labels.dtype, jnp.floating):
+        nx.check_broadcastable(labels, probs.shape, "labels", to="probs")
+        dtype = nx.compute_dtype(probs, labels)
+    else:
+        raise TypeError(f"`labels` must be integer indices or float targets, got {labels.dtype}.")
+    mask = nx.class_mask_last(where, probs.shape, axes)
+    p = nx.class_axes_last(nx.upcast(probs, dtype), axes)
+    y = nx.class_axes_last(nx.upcast(jnp.broadcast_to(labels, probs.shape), dtype), axes)
+    if min_prob:
+        p = jnp.maximum(p, min_prob)
+    if mask is not None:
+        y = jnp.where(mask, y, 0.0)
+    return nx.to_base(nx.negate(jnp.sum(nx.xlogy(y, p), axis=-1)), base)
+
+
+def sigmoid_binary_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    pos_weight: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    r"""Element-wise binary cross-entropy of ``sigmoid(logits)`` against labels in ``[0, 1]``.
+
+    .. math::
+        \ell = -\bigl(w_+\, y \log \sigma(x) + (1 - y) \log(1 - \sigma(x))\bigr)
+
+    computed with ``log_sigmoid`` (so ``log(1 - σ(x)) = log σ(-x)`` is exact for large ``|x|``);
+    :math:`w_+` is PyTorch's ``pos_weight`` (1 by default). Terms with a zero coefficient are
+    exactly 0, so ``x = ±inf`` with the matching label gives 0 and zero gradient. A drop-in
+    replacement for ``optax.sigmoid_binary_cross_entropy``.
+
+    Args:
+      logits: log-odds, any shape.
+      labels: targets in ``[0, 1]`` (hard or soft), broadcastable to ``logits``.
+      pos_weight: weight of the positive term, broadcastable to ``logits`` (per class).
+      where: boolean mask; masked elements give 0.
+
+    Returns:
+      The loss per element, shape ``logits.shape``.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> print(entjax.sigmoid_binary_cross_entropy(jnp.array([0.0, 1e4]), jnp.array([1.0, 1.0])))
+      [0.6931 0.    ]
+
+    References:
+      Bishop, *Pattern Recognition and Machine Learning*, 2006, §4.3.2.
+    """
+    logits = nx.check_floating(logits, "logits")
+    labels = jnp.asarray(labels)
+    nx.check_broadcastable(labels, logits.shape, "labels", to="logits")
+    dtype = nx.compute_dtype(logits)
+    x = nx.upcast(logits, dtype)
+    y = jnp.broadcast_to(labels.astype(dtype), x.shape)
+    pos = nx.safe_mul(y, jax.nn.log_sigmoid(x))
+    if pos_weight is not None:
+        pw = nx.upcast(nx.check_floating(pos_weight, "pos_weight"), dtype)
+        nx.check_broadcastable(pw, x.shape, "pos_weight", to="logits")
+        pos = pos * pw
+    loss = nx.negate(pos + nx.safe_mul(1.0 - y, jax.nn.log_sigmoid(-x)))
+    mask = nx.example_mask(where, x.shape)
+    return loss if mask is None else jnp.where(mask, loss, 0.0)
+
+
+def perplexity(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    r"""Perplexity of each sequence: the exponential of its mean per-token cross-entropy.
+
+    .. math::
+        \mathrm{PPL} = \exp\Bigl(\frac{\sum_t m_t\, \mathrm{CE}(x_t, y_t)}{\sum_t m_t}\Bigr)
+
+    with token mask :math:`m` (padding excluded from the mean; an empty sequence has perplexity 1).
+    Perplexity does not depend on the logarithm base.
+
+    Args:
+      logits: shape ``[..., seq_len, num_classes]``.
+      labels: integer targets, shape ``[..., seq_len]``.
+      where: boolean token mask, shape ``[..., seq_len]``.
+
+    Returns:
+      Perplexity per sequence, shape ``labels.shape[:-1]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> # A uniform guess over 4 classes is as perplexed as a fair 4-sided die.
+      >>> print(entjax.perplexity(jnp.zeros((3, 4)), jnp.array([0, 1, 2])))
+      4.0
+
+    References:
+      Jurafsky & Martin, *Speech and Language Processing*, 3rd ed. draft, §3.3.
+    """
+    logits = nx.check_floating(logits, "logits")
+    labels = nx.check_integer(labels, "labels")
+    nx.check_min_rank(logits, 2, "logits")
+    ce = softmax_cross_entropy_with_integer_labels(logits, labels)
+    mask = nx.example_mask(where, labels.shape)
+    weights = jnp.ones_like(ce) if mask is None else mask.astype(ce.dtype)
+    total = jnp.sum(jnp.where(weights > 0, ce, 0.0), axis=-1)
+    count = jnp.sum(weights, axis=-1)
+    return jnp.exp(total / jnp.maximum(count, 1.0))

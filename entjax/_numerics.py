@@ -1,0 +1,259 @@
+"""Private numerical helpers shared by every entjax module.
+
+One helper per trick, used everywhere:
+
+* dtype guards that fail at trace time and name the argument;
+* ``upcast``: compute in at least float32 (bf16/fp16 inputs are promoted);
+* ``class_axes_last``: move the (possibly several) class axes to one trailing axis, optax-style;
+* ``masked_log_softmax``: log-softmax that treats ``-inf`` logits and ``where=False`` entries as
+  structural zeros, with finite values *and* gradients for fully masked rows;
+* ``xlogx`` / ``xlogy``: ``0 * log 0 = 0`` with finite derivatives (custom JVPs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Axis = int | Sequence[int] | None
+
+
+# --------------------------------------------------------------------------------------------
+# Trace-time checks.
+
+
+def check_floating(x: jax.typing.ArrayLike, name: str) -> jax.Array:
+    """Return ``x`` as an array, raising ``TypeError`` naming ``name`` unless it is floating."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must have a floating dtype (got {x.dtype}); "
+            f"cast it with `{name}.astype(jnp.float32)`."
+        )
+    return x
+
+
+def check_integer(x: jax.typing.ArrayLike, name: str) -> jax.Array:
+    """Return ``x`` as an array, raising ``TypeError`` naming ``name`` unless it is integer."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(
+            f"`{name}` must hold integer class indices (got dtype {x.dtype}); for probability "
+            "targets use the soft-label function instead."
+        )
+    return x
+
+
+def check_min_rank(x: jax.Array, rank: int, name: str) -> None:
+    if x.ndim < rank:
+        raise ValueError(f"`{name}` must have rank >= {rank}, got shape {x.shape}.")
+
+
+def check_shape(x: jax.Array, shape: tuple[int, ...], name: str, *, expected: str) -> None:
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"`{name}` has shape {x.shape}, expected {tuple(shape)} ({expected}).")
+
+
+def check_broadcastable(x: jax.Array, shape: tuple[int, ...], name: str, *, to: str) -> None:
+    try:
+        jnp.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(
+            f"`{name}` with shape {x.shape} does not broadcast against {to} of shape {shape}."
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Precision and axes.
+
+
+def compute_dtype(*xs: jax.Array) -> jnp.dtype:
+    """The dtype entjax computes in: the inputs' promoted float dtype, at least float32."""
+    dtype = jnp.result_type(*(x.dtype for x in xs))
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def upcast(x: jax.Array, dtype: jnp.dtype | None = None) -> jax.Array:
+    """Cast ``x`` to ``dtype`` (default: at least float32)."""
+    return x.astype(dtype if dtype is not None else compute_dtype(x))
+
+
+def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if not axes:
+        raise ValueError("`axis` must name at least one axis.")
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"`axis` {a} is out of range for an input of rank {ndim}.")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"`axis` {axis} repeats an axis.")
+    return tuple(out)
+
+
+def class_axes_last(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    """Move ``axes`` to the end (keeping their order) and flatten them into one class axis."""
+    batch = tuple(i for i in range(x.ndim) if i not in axes)
+    perm = batch + axes
+    if perm != tuple(range(x.ndim)):
+        x = jnp.transpose(x, perm)
+    return x.reshape(x.shape[: len(batch)] + (-1,))
+
+
+def class_mask_last(
+    where: jax.typing.ArrayLike | None, shape: tuple[int, ...], axes: tuple[int, ...]
+) -> jax.Array | None:
+    """Broadcast an optax-style ``where`` (per-example or per-logit) and move classes last.
+
+    A ``where`` with fewer dimensions than the logits is a per-example mask: it gets the class
+    axes inserted (as optax does) before broadcasting.
+    """
+    if where is None:
+        return None
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"`where` must be a boolean mask, got dtype {where.dtype}.")
+    if where.ndim != len(shape):
+        if where.ndim != len(shape) - len(axes):
+            raise ValueError(
+                f"`where` of shape {where.shape} is neither per-example (rank {len(shape) - len(axes)}) "
+                f"nor per-logit (rank {len(shape)}) for logits of shape {shape}."
+            )
+        where = jnp.expand_dims(where, axes)
+    check_broadcastable(where, shape, "where", to="logits")
+    return class_axes_last(jnp.broadcast_to(where, shape), axes)
+
+
+def example_mask(where: jax.typing.ArrayLike | None, shape: tuple[int, ...]) -> jax.Array | None:
+    """Validate a per-element boolean ``where`` for element-wise functions."""
+    if where is None:
+        return None
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"`where` must be a boolean mask, got dtype {where.dtype}.")
+    check_broadcastable(where, shape, "where", to="the input")
+    return jnp.broadcast_to(where, shape)
+
+
+def to_base(x: jax.Array, base: float | None) -> jax.Array:
+    """Convert a quantity in nats to ``base`` (``None`` or ``e``: nats, ``2``: bits)."""
+    if base is None:
+        return x
+    if not base > 0 or base == 1:
+        raise ValueError(f"`base` must be positive and != 1, got {base}.")
+    return x / jnp.asarray(math.log(base), x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Log-softmax with structural zeros.
+
+
+class LogSoftmax(NamedTuple):
+    """Result of :func:`masked_log_softmax` over the last axis.
+
+    ``log_probs`` and ``probs`` are 0 on invalid entries (so products never see ``-inf``), and
+    ``lse`` is 0 on rows without a valid entry.
+    """
+
+    log_probs: jax.Array
+    probs: jax.Array
+    valid: jax.Array  # entry is a candidate class: where=True and logit != -inf
+    any_valid: jax.Array  # the row has at least one candidate (shape without the class axis)
+    lse: jax.Array  # log-sum-exp of the valid logits (shape without the class axis)
+    safe_logits: jax.Array  # logits with invalid entries replaced by 0 (gradient-blocked)
+
+
+def masked_log_softmax(logits: jax.Array, where: jax.Array | None = None) -> LogSoftmax:
+    """Log-softmax over the last axis, safe for ``-inf`` logits and fully masked rows.
+
+    Uses the double-``where`` pattern: invalid logits are replaced by 0 *before* any arithmetic,
+    so no ``inf - inf`` or ``0 * inf`` is ever formed and their gradient is exactly zero. A NaN
+    logit is not treated as masked: it propagates.
+    """
+    valid = logits != -jnp.inf
+    if where is not None:
+        valid = valid & where
+    safe_logits = jnp.where(valid, logits, 0.0)
+    shift = jnp.max(safe_logits, axis=-1, keepdims=True, where=valid, initial=-jnp.inf)
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
+    shifted = safe_logits - shift
+    exp = jnp.where(valid, jnp.exp(shifted), 0.0)
+    total = jnp.sum(exp, axis=-1, keepdims=True)
+    any_valid = total > 0
+    total = jnp.where(any_valid, total, 1.0)
+    log_total = jnp.log(total)
+    log_probs = jnp.where(valid, shifted - log_total, 0.0)
+    probs = exp / total
+    lse = (log_total + shift)[..., 0]
+    return LogSoftmax(log_probs, probs, valid, any_valid[..., 0], lse, safe_logits)
+
+
+# --------------------------------------------------------------------------------------------
+# 0 * log 0 = 0 with finite derivatives.
+
+
+def _safe_log(x: jax.Array) -> jax.Array:
+    """log(x) clamped at the smallest normal number, for derivatives at exact zeros."""
+    return jnp.log(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
+
+
+@jax.custom_jvp
+def xlogx(x: jax.Array) -> jax.Array:
+    """``x * log(x)`` with ``0 log 0 = 0``.
+
+    The derivative ``log(x) + 1`` diverges at ``x = 0``; it is reported there as its value at the
+    smallest normal number (about -86 in float32): finite, and pointing the right way.
+    """
+    safe = jnp.where(x > 0, x, 1.0)
+    return jnp.where(x > 0, x * jnp.log(safe), jnp.where(x == 0, 0.0, jnp.nan))
+
+
+@xlogx.defjvp
+def _xlogx_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return xlogx(x), (_safe_log(x) + 1.0) * dx
+
+
+@jax.custom_jvp
+def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``x * log(y)`` with ``0 log y = 0`` for every ``y >= 0`` (values and derivatives).
+
+    ``d/dy = x / y`` is 0 where ``x = 0``; ``d/dx = log(y)`` is clamped at the smallest normal.
+    """
+    safe_y = jnp.where(x == 0, 1.0, y)
+    return jnp.where(x == 0, 0.0, x * jnp.log(safe_y))
+
+
+@xlogy.defjvp
+def _xlogy_jvp(primals, tangents):
+    (x, y), (dx, dy) = primals, tangents
+    zero = x == 0
+    safe_y = jnp.where(zero, 1.0, y)
+    dfdy = jnp.where(zero, 0.0, x / safe_y)
+    return xlogy(x, y), _safe_log(y) * dx + dfdy * dy
+
+
+def safe_log(x: jax.Array) -> jax.Array:
+    """``log(x)`` that returns 0 (value and gradient) where ``x == 0``; for use under a 0 weight."""
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def safe_mul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a * b`` that is exactly 0 (value and both gradients) where ``a == 0``, even if ``b`` is
+    infinite: the double-``where`` pattern."""
+    zero = a == 0
+    return jnp.where(zero, 0.0, a * jnp.where(zero, 0.0, b))
+
+
+def negate(x: jax.Array) -> jax.Array:
+    """``-x`` that maps ``0`` to ``+0`` rather than ``-0`` (cleaner printed losses)."""
+    return 0.0 - x

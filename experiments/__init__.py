@@ -1,0 +1,1 @@
+"""Runnable experiments and benchmarks built on entjax (not part of the installed library)."""
