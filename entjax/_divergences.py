@@ -44,7 +44,8 @@ def kl_divergence(
         \mathrm{KL}(p \,\|\, q) = \sum_c p_c \,(\log p_c - \log q_c)
           = H(p, q) - H(p) \;\ge 0,
 
-    with :math:`p = \mathrm{softmax}(\text{p\_logits})`, :math:`q = \mathrm{softmax}(\text{q\_logits})`.
+    with :math:`p = \mathrm{softmax}(\text{p\_logits})` and
+    :math:`q = \mathrm{softmax}(\text{q\_logits})`.
 
     .. warning::
         **The argument order is the mathematical one: the first argument is p, the distribution

@@ -105,7 +105,7 @@ def class_axes_last(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     perm = batch + axes
     if perm != tuple(range(x.ndim)):
         x = jnp.transpose(x, perm)
-    return x.reshape(x.shape[: len(batch)] + (-1,))
+    return x.reshape((*x.shape[: len(batch)], -1))
 
 
 def class_mask_last(
@@ -124,8 +124,9 @@ def class_mask_last(
     if where.ndim != len(shape):
         if where.ndim != len(shape) - len(axes):
             raise ValueError(
-                f"`where` of shape {where.shape} is neither per-example (rank {len(shape) - len(axes)}) "
-                f"nor per-logit (rank {len(shape)}) for logits of shape {shape}."
+                f"`where` of shape {where.shape} is neither per-example "
+                f"(rank {len(shape) - len(axes)}) nor per-logit (rank {len(shape)}) "
+                f"for logits of shape {shape}."
             )
         where = jnp.expand_dims(where, axes)
     check_broadcastable(where, shape, "where", to="logits")

@@ -19,9 +19,7 @@ from jax.experimental import checkify
 from . import _numerics as nx
 
 
-def validate_probs(
-    probs: jax.typing.ArrayLike, *, axis: int = -1, atol: float = 1e-5
-) -> jax.Array:
+def validate_probs(probs: jax.typing.ArrayLike, *, axis: int = -1, atol: float = 1e-5) -> jax.Array:
     r"""Check that ``probs`` holds distributions: entries in :math:`[0, 1]`, rows summing to one.
 
     .. math::
@@ -56,22 +54,20 @@ def validate_probs(
     p = nx.upcast(probs)
     checkify.check(jnp.all(p >= 0), "`probs` has negative entries")
     err = jnp.max(jnp.abs(jnp.sum(p, axis=axis) - 1.0), initial=0.0)
-    checkify.check(
-        err <= atol, "`probs` rows must sum to 1 (largest deviation {err})", err=err
-    )
+    checkify.check(err <= atol, "`probs` rows must sum to 1 (largest deviation {err})", err=err)
     return probs
 
 
 def validate_labels(
     labels: jax.typing.ArrayLike, num_classes: int, *, ignore_index: int | None = None
 ) -> jax.Array:
-    r"""Check that integer ``labels`` lie in :math:`[0, \text{num\_classes})` or equal ``ignore_index``.
+    r"""Check that integer ``labels`` lie in :math:`[0, C)` or equal ``ignore_index``.
 
     Must run under :func:`checked` (or ``checkify.checkify``). Returns ``labels`` unchanged.
 
     Args:
       labels: integer class indices.
-      num_classes: the number of classes.
+      num_classes: the number of classes :math:`C`.
       ignore_index: a label value that is allowed and means "ignore this row".
 
     Returns:
