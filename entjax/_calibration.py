@@ -1,0 +1,264 @@
+"""Calibration metrics for classifiers: NLL, Brier score, expected calibration error, reliability.
+
+:func:`negative_log_likelihood` and :func:`brier_score` follow the per-example convention (one
+value per example, no reduction). :func:`expected_calibration_error` and
+:func:`reliability_bins` are the documented exception: binning is a statistic of a *set* of
+examples, so they reduce over every example axis (all axes but the class axis) and return a
+scalar and per-bin arrays. Use ``jax.vmap`` for several independent sets.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import _numerics as nx
+from ._cross_entropy import softmax_cross_entropy_with_integer_labels
+
+
+class ReliabilityBins(NamedTuple):
+    """Per-bin statistics of a reliability diagram (``num_bins`` equal-width confidence bins).
+
+    Empty bins have ``counts == 0`` and ``accuracy == confidence == 0``.
+    """
+
+    counts: jax.Array  # number of (unmasked) examples per bin, int32, shape [num_bins]
+    accuracy: jax.Array  # fraction of correct top-1 predictions per bin, shape [num_bins]
+    confidence: jax.Array  # mean top-1 probability per bin, shape [num_bins]
+    bin_edges: jax.Array  # shape [num_bins + 1], 0 to 1
+
+
+def negative_log_likelihood(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: nx.Axis = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    r"""Negative log-likelihood of integer labels under ``softmax(logits)``, per example.
+
+    .. math::
+        \mathrm{NLL}_i = -\log \mathrm{softmax}(x_i)_{y_i}
+          = \operatorname{logsumexp}(x_i) - x_{i y_i}.
+
+    The calibration-metric name for :func:`entjax.softmax_cross_entropy_with_integer_labels`
+    (without smoothing or weights), with the same edge cases: masked examples give 0, a label
+    whose logit is ``-inf`` gives ``+inf``, an out-of-range label gives NaN.
+
+    Args:
+      logits: unnormalised log-probabilities, shape ``[..., num_classes]``.
+      labels: integer class indices, shape ``logits.shape`` without ``axis``.
+      axis: class axis or axes.
+      where: boolean mask of classes (per logit) or of examples (per example).
+
+    Returns:
+      The NLL per example, shape ``labels.shape``, in at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> logits = jnp.log(jnp.array([[0.5, 0.25, 0.25]]))
+      >>> print(f"{entjax.negative_log_likelihood(logits, jnp.array([1]))[0]:.4f}")
+      1.3863
+
+    References:
+      Quiñonero-Candela, Rasmussen, Sinz, Bousquet & Schölkopf, *Evaluating Predictive
+      Uncertainty Challenge*, 2006. Gneiting & Raftery, *Strictly Proper Scoring Rules,
+      Prediction, and Estimation*, JASA 2007.
+    """
+    return softmax_cross_entropy_with_integer_labels(logits, labels, axis, where)
+
+
+def brier_score(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    r"""Brier score of ``softmax(logits)`` against integer labels, per example.
+
+    .. math::
+        \mathrm{BS}_i = \sum_{c=1}^{C} \bigl(p_{ic} - [y_i = c]\bigr)^2 \in [0, 2],
+        \qquad p_i = \mathrm{softmax}(x_i).
+
+    The multi-class score of Brier (1950), summed (not averaged) over classes. ``-inf`` and
+    masked classes have probability 0. Out-of-range labels give NaN.
+
+    Args:
+      logits: unnormalised log-probabilities, shape ``[..., num_classes]``.
+      labels: integer class indices, shape ``logits.shape`` without ``axis``.
+      axis: the class axis.
+      where: boolean mask of classes (per logit) or of examples (per example); masked
+        examples give 0.
+
+    Returns:
+      The Brier score per example, shape ``labels.shape``, in at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> logits = jnp.log(jnp.array([[0.7, 0.2, 0.1]]))
+      >>> print(f"{entjax.brier_score(logits, jnp.array([0]))[0]:.4f}")  # .09 + .04 + .01
+      0.1400
+
+    References:
+      Brier, *Verification of Forecasts Expressed in Terms of Probability*, Monthly Weather
+      Review, 1950.
+    """
+    logits = nx.check_floating(logits, "logits")
+    nx.check_min_rank(logits, 1, "logits")
+    labels = nx.check_integer(labels, "labels")
+    axes = nx.normalize_axes(axis, logits.ndim)
+    if len(axes) != 1:
+        raise ValueError(f"`axis` must be a single class axis, got {axis!r}.")
+    batch_shape = tuple(d for i, d in enumerate(logits.shape) if i not in axes)
+    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    mask = nx.class_mask_last(where, logits.shape, axes)
+    ls = nx.masked_log_softmax(nx.class_axes_last(nx.upcast(logits), axes), mask)
+    num_classes = ls.probs.shape[-1]
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=ls.probs.dtype)
+    score = jnp.sum(jnp.square(ls.probs - onehot), axis=-1)
+    in_range = (labels >= 0) & (labels < num_classes)
+    score = jnp.where(in_range, score, jnp.nan)
+    return jnp.where(ls.any_valid, score, 0.0)
+
+
+def _bin_sums(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    num_bins: int,
+    where: jax.typing.ArrayLike | None,
+    axis: int,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Per-bin example counts, sums of correctness and of confidence, and the bin edges."""
+    try:
+        num_bins = operator.index(num_bins)
+    except TypeError:
+        raise TypeError(f"`num_bins` must be a static Python int, got {num_bins!r}.") from None
+    if num_bins < 1:
+        raise ValueError(f"`num_bins` must be >= 1, got {num_bins}.")
+    logits = nx.check_floating(logits, "logits")
+    nx.check_min_rank(logits, 1, "logits")
+    labels = nx.check_integer(labels, "labels")
+    (c,) = nx.normalize_axes(axis, logits.ndim)
+    batch_shape = tuple(d for i, d in enumerate(logits.shape) if i != c)
+    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    keep = nx.example_mask(where, batch_shape)
+    x = jnp.moveaxis(nx.upcast(logits), c, -1)
+    ls = nx.masked_log_softmax(x)
+    keep = ls.any_valid if keep is None else keep & ls.any_valid
+    # Flatten the example axes: the bins are statistics of the whole set.
+    confidence = jnp.max(ls.probs, axis=-1).reshape(-1, 1)
+    prediction = jnp.argmax(jnp.where(ls.valid, ls.log_probs, -jnp.inf), axis=-1)
+    correct = (prediction == labels).reshape(-1, 1)
+    keep = keep.reshape(-1, 1)
+    edges = jnp.linspace(0.0, 1.0, num_bins + 1, dtype=confidence.dtype)
+    # Right-closed bins (lo, hi] as in Guo et al.'s reference code: the bin index is the number
+    # of interior edges strictly below the confidence (a confidence of exactly 1 is in the last).
+    index = jnp.sum(confidence > edges[None, 1:-1], axis=-1, keepdims=True)
+    in_bin = (index == jnp.arange(num_bins)[None, :]) & keep
+    counts = jnp.sum(in_bin, axis=0, dtype=jnp.int32)
+    sum_correct = jnp.sum(in_bin & correct, axis=0).astype(confidence.dtype)
+    sum_conf = jnp.sum(jnp.where(in_bin, confidence, 0.0), axis=0)
+    return counts, sum_correct, sum_conf, edges
+
+
+def reliability_bins(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    num_bins: int = 15,
+    where: jax.typing.ArrayLike | None = None,
+    axis: int = -1,
+) -> ReliabilityBins:
+    r"""Reliability-diagram statistics: counts, accuracy and confidence per confidence bin.
+
+    With confidence :math:`\hat c_i = \max_c p_{ic}` and prediction
+    :math:`\hat y_i = \arg\max_c p_{ic}`, bin :math:`b` holds the examples with
+    :math:`\hat c_i \in (\tfrac{b}{B}, \tfrac{b+1}{B}]` and reports
+
+    .. math::
+        n_b = |B_b|, \quad
+        \mathrm{acc}_b = \frac{1}{n_b}\sum_{i \in B_b} [\hat y_i = y_i], \quad
+        \mathrm{conf}_b = \frac{1}{n_b}\sum_{i \in B_b} \hat c_i .
+
+    **Empty bins** have :math:`n_b = 0` and accuracy and confidence 0 (not NaN); mask them with
+    ``counts > 0`` when plotting. This reduces over all example axes (see the module note).
+    Examples masked by ``where`` and rows without a valid class are excluded.
+
+    Args:
+      logits: unnormalised log-probabilities, shape ``[..., num_classes]``.
+      labels: integer class indices, shape ``logits.shape`` without ``axis``.
+      num_bins: number :math:`B` of equal-width bins over :math:`[0, 1]` (a static int).
+      where: boolean mask of the examples to include, broadcastable to ``labels.shape``.
+      axis: the class axis.
+
+    Returns:
+      ``ReliabilityBins(counts, accuracy, confidence, bin_edges)``: ``counts`` (int32),
+      ``accuracy`` and ``confidence`` of shape ``[num_bins]``, ``bin_edges`` of shape
+      ``[num_bins + 1]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> probs = jnp.array([[0.9, 0.05, 0.05], [0.6, 0.2, 0.2], [0.4, 0.3, 0.3]])
+      >>> bins = entjax.reliability_bins(jnp.log(probs), jnp.array([0, 1, 0]), num_bins=4)
+      >>> print(bins.counts, bins.accuracy)
+      [0 1 1 1] [0. 1. 0. 1.]
+
+    References:
+      DeGroot & Fienberg, *The Comparison and Evaluation of Forecasters*, 1983. Niculescu-Mizil &
+      Caruana, *Predicting Good Probabilities with Supervised Learning*, ICML 2005.
+    """
+    counts, sum_correct, sum_conf, edges = _bin_sums(logits, labels, num_bins, where, axis)
+    denom = jnp.maximum(counts, 1).astype(sum_conf.dtype)
+    return ReliabilityBins(counts, sum_correct / denom, sum_conf / denom, edges)
+
+
+def expected_calibration_error(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    num_bins: int = 15,
+    where: jax.typing.ArrayLike | None = None,
+    axis: int = -1,
+) -> jax.Array:
+    r"""Expected calibration error of the top-1 prediction over a set of examples (a scalar).
+
+    .. math::
+        \mathrm{ECE} = \sum_{b=1}^{B} \frac{n_b}{N}\,\bigl|\mathrm{acc}_b - \mathrm{conf}_b\bigr|
+          = \frac1N \sum_b \Bigl|\sum_{i \in B_b} [\hat y_i = y_i] - \hat c_i\Bigr|
+
+    with the equal-width, right-closed confidence bins of :func:`reliability_bins`, as in Guo et
+    al.'s reference implementation. Unlike the per-example functions of entjax this **reduces
+    over every example axis**: calibration is a property of a set of predictions. Examples masked
+    by ``where`` are excluded from :math:`N` and from the bins; with no example left the result
+    is 0.
+
+    Args:
+      logits: unnormalised log-probabilities, shape ``[..., num_classes]``.
+      labels: integer class indices, shape ``logits.shape`` without ``axis``.
+      num_bins: number :math:`B` of bins (a static int; 15 as in Guo et al.).
+      where: boolean mask of the examples to include, broadcastable to ``labels.shape``.
+      axis: the class axis.
+
+    Returns:
+      The ECE, a scalar in ``[0, 1]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> probs = jnp.array([[0.9, 0.05, 0.05], [0.6, 0.2, 0.2], [0.4, 0.3, 0.3]])
+      >>> labels = jnp.array([0, 1, 0])
+      >>> ece = entjax.expected_calibration_error(jnp.log(probs), labels, num_bins=4)
+      >>> print(f"{ece:.4f}")  # (|1 - .9| + |0 - .6| + |1 - .4|) / 3
+      0.4333
+
+    References:
+      Naeini, Cooper & Hauskrecht, *Obtaining Well Calibrated Probabilities Using Bayesian
+      Binning*, AAAI 2015. Guo, Pleiss, Sun & Weinberger, *On Calibration of Modern Neural
+      Networks*, ICML 2017.
+    """
+    counts, sum_correct, sum_conf, _ = _bin_sums(logits, labels, num_bins, where, axis)
+    total = jnp.maximum(jnp.sum(counts), 1).astype(sum_conf.dtype)
+    return jnp.sum(jnp.abs(sum_correct - sum_conf)) / total
