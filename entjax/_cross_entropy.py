@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from . import _numerics as nx
 
@@ -15,6 +17,54 @@ def _check_integer_labels(
     batch_shape = tuple(d for i, d in enumerate(logits.shape) if i not in axes)
     nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
     return labels
+
+
+def _integer_nll_parts(x: jax.Array, labels: jax.Array):
+    """``lse(x) - x[label]`` per row, ``(shift, log_total)`` with ``lse = shift + log_total``,
+    and the row/label validity flags.
+
+    ``-inf`` entries of ``x`` are structural zeros; they need no mask because ``exp(-inf - m)``
+    is exactly 0 for a finite shift ``m``. A row of ``-inf`` has ``any_valid = False`` (and
+    ``nll = 0``); a ``-inf`` label logit gives ``+inf``. NaN logits propagate.
+    """
+    m = jnp.max(x, axis=-1)
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    total = jnp.sum(jnp.exp(x - shift[..., None]), axis=-1)
+    any_valid = total != 0  # NaN compares unequal, so a NaN row stays "valid" and propagates
+    log_total = jnp.log(jnp.where(any_valid, total, 1.0))
+    label_logit = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+    label_ok = label_logit != -jnp.inf
+    # In shifted coordinates: exact for logits like 1e4 - 1 where lse - x would round.
+    nll = jnp.where(label_ok, log_total - (label_logit - shift), jnp.inf)
+    nll = jnp.where(any_valid, nll, 0.0)
+    return nll, (shift, log_total), any_valid, any_valid & label_ok
+
+
+@jax.custom_jvp
+def _integer_nll(x: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-row ``lse(x) - x[label]`` (labels already in range) and whether the row has a class.
+
+    A custom JVP with the closed-form tangent ``sum((softmax(x) - onehot) * dx)``: linear in
+    ``dx``, so it serves forward mode and, transposed, reverse mode, where the backward pass is a
+    single fused elementwise pass over the logits (no softmax or mask buffers are kept). Rows
+    whose loss is ``+inf`` (label logit ``-inf``) or that have no candidate class get a zero
+    tangent, and ``-inf`` entries have ``softmax = 0``, so no ``inf * 0`` is ever formed.
+    """
+    nll, _, any_valid, _ = _integer_nll_parts(x, labels)
+    return nll, any_valid
+
+
+@_integer_nll.defjvp
+def _integer_nll_jvp(primals, tangents):
+    x, labels = primals
+    dx, _ = tangents
+    nll, (shift, log_total), any_valid, row_ok = _integer_nll_parts(x, labels)
+    onehot = labels[..., None] == lax.broadcasted_iota(labels.dtype, x.shape, x.ndim - 1)
+    # 0 on -inf entries and on rows without a class; shifted first, for precision at 1e4.
+    probs = jnp.exp((x - shift[..., None]) - log_total[..., None])
+    coef = jnp.where(row_ok[..., None], probs - onehot.astype(x.dtype), 0.0)
+    dnll = jnp.sum(coef * dx, axis=-1)
+    return (nll, any_valid), (dnll, np.zeros(any_valid.shape, dtype=jax.dtypes.float0))
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -88,11 +138,26 @@ def softmax_cross_entropy_with_integer_labels(
         weights = nx.upcast(nx.check_floating(class_weights, "class_weights"), x.dtype)
         nx.check_shape(weights, (num_classes,), "class_weights", expected="[num_classes]")
 
+    in_range = (labels >= 0) & (labels < num_classes)
+    if not label_smoothing:
+        # Fast path: two reads of the logits forward, one read + one write backward.
+        if mask is not None:
+            x = jnp.where(mask, x, -jnp.inf)  # masked classes become structural zeros
+        loss, any_valid = _integer_nll(x, jnp.clip(labels, 0, num_classes - 1))
+        if weights is not None:
+            loss = loss * jnp.take(weights, jnp.clip(labels, 0, num_classes - 1))
+        loss = jnp.where(in_range, loss, jnp.nan)
+        keep = any_valid if ignore_index is None else any_valid & (labels != ignore_index)
+        return jnp.where(keep, loss, 0.0)
+
     ls = nx.masked_log_softmax(x, mask)
-    onehot = labels[..., None] == jnp.arange(num_classes, dtype=labels.dtype)
-    label_logit = jnp.sum(jnp.where(onehot, ls.safe_logits, 0.0), axis=-1)
+    if weights is not None:
+        weights = weights.reshape((1,) * (x.ndim - 1) + (num_classes,))
+    onehot = labels[..., None] == lax.broadcasted_iota(labels.dtype, x.shape, x.ndim - 1)
+    # Shifted log-probabilities, not lse - logit: exact at logits of ±1e4.
+    label_log_prob = jnp.sum(jnp.where(onehot, ls.log_probs, 0.0), axis=-1)
     label_ok = jnp.any(onehot & ls.valid, axis=-1)
-    nll = jnp.where(label_ok, ls.lse - label_logit, jnp.inf)
+    nll = jnp.where(label_ok, nx.negate(label_log_prob), jnp.inf)
     if weights is not None:
         nll = nll * jnp.sum(jnp.where(onehot, weights, 0.0), axis=-1)
     loss = nll
@@ -102,7 +167,6 @@ def softmax_cross_entropy_with_integer_labels(
         smooth = jnp.sum(per_class, axis=-1) / count
         loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
 
-    in_range = (labels >= 0) & (labels < num_classes)
     loss = jnp.where(in_range, loss, jnp.nan)
     keep = ls.any_valid
     if ignore_index is not None:
@@ -156,7 +220,7 @@ def softmax_cross_entropy(
     if mask is not None:
         y = jnp.where(mask, y, 0.0)
     terms = jnp.where(ls.valid, y * ls.log_probs, jnp.where(y != 0, -jnp.inf, 0.0))
-    return nx.negate(jnp.sum(terms, axis=-1))
+    return jnp.where(ls.any_valid, nx.negate(jnp.sum(terms, axis=-1)), 0.0)
 
 
 def cross_entropy_from_probs(
@@ -180,8 +244,8 @@ def cross_entropy_from_probs(
 
     Args:
       probs: predicted probabilities, shape ``[..., num_classes]``.
-      labels: integer class indices of shape ``probs.shape`` without ``axis``, or target
-        probabilities (one-hot or soft) broadcastable to ``probs``.
+      labels: integer class indices of shape ``probs.shape`` without ``axis`` (out-of-range
+        labels give NaN), or target probabilities (one-hot or soft) broadcastable to ``probs``.
       axis: the class axis.
       where: boolean mask of classes (per entry) or of examples (per example).
       min_prob: floor applied to ``probs`` inside the logarithm (0: none).
@@ -206,9 +270,11 @@ def cross_entropy_from_probs(
     labels = jnp.asarray(labels)
     axes = nx.normalize_axes(axis, probs.ndim)
     num_classes = probs.shape[axes[0]]
+    in_range = None
     if jnp.issubdtype(labels.dtype, jnp.integer):
         _check_integer_labels(probs, labels, axes)
         dtype = nx.compute_dtype(probs)
+        in_range = (labels >= 0) & (labels < num_classes)  # never a silent all-zero one-hot
         labels = jax.nn.one_hot(labels, num_classes, dtype=dtype, axis=axes[0])
     elif jnp.issubdtype(labels.dtype, jnp.floating):
         nx.check_broadcastable(labels, probs.shape, "labels", to="probs")
@@ -222,7 +288,8 @@ def cross_entropy_from_probs(
         p = jnp.maximum(p, min_prob)
     if mask is not None:
         y = jnp.where(mask, y, 0.0)
-    return nx.to_base(nx.negate(jnp.sum(nx.xlogy(y, p), axis=-1)), base)
+    loss = nx.to_base(nx.negate(jnp.sum(nx.xlogy(y, p), axis=-1)), base)
+    return loss if in_range is None else jnp.where(in_range, loss, jnp.nan)
 
 
 def sigmoid_binary_cross_entropy(
@@ -269,7 +336,7 @@ def sigmoid_binary_cross_entropy(
     if pos_weight is not None:
         pw = nx.upcast(nx.check_floating(pos_weight, "pos_weight"), dtype)
         nx.check_broadcastable(pw, x.shape, "pos_weight", to="logits")
-        pos = pos * pw
+        pos = pos * jnp.broadcast_to(pw, x.shape)
     loss = nx.negate(pos + nx.safe_mul(1.0 - y, jax.nn.log_sigmoid(-x)))
     mask = nx.example_mask(where, x.shape)
     return loss if mask is None else jnp.where(mask, loss, 0.0)

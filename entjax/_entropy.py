@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from . import _numerics as nx
 
@@ -48,8 +49,45 @@ def entropy(
     axes = nx.normalize_axes(axis, logits.ndim)
     mask = nx.class_mask_last(where, logits.shape, axes)
     logits = nx.class_axes_last(nx.upcast(logits), axes)
-    ls = nx.masked_log_softmax(logits, mask)
-    return nx.to_base(nx.negate(jnp.sum(ls.probs * ls.log_probs, axis=-1)), base)
+    if mask is not None:
+        logits = jnp.where(mask, logits, -jnp.inf)  # masked classes become structural zeros
+    return nx.to_base(_softmax_entropy(logits), base)
+
+
+def _softmax_entropy_parts(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Entropy of ``softmax(x)`` over the last axis, and the log-probabilities it used.
+
+    Three reductions (max, log-sum-exp, then ``-sum(p log p)``), each a single fusable pass. The
+    log-probabilities are clamped at the most negative finite float instead of masked with
+    ``where``: a ``-inf`` logit then gives ``p = exp(min) = 0`` and ``p log p = 0 * min = 0``
+    exactly, with no ``0 * inf``. A row of ``-inf`` gives 0; NaN propagates.
+    """
+    m = jnp.max(x, axis=-1, keepdims=True)
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    z = x - shift
+    total = jnp.sum(jnp.exp(z), axis=-1, keepdims=True)
+    log_p = jnp.maximum(z - jnp.log(jnp.where(total != 0, total, 1.0)), jnp.finfo(x.dtype).min)
+    return nx.negate(jnp.sum(jnp.exp(log_p) * log_p, axis=-1)), log_p
+
+
+@jax.custom_jvp
+def _softmax_entropy(x: jax.Array) -> jax.Array:
+    """Entropy of ``softmax(x)`` with the closed-form tangent ``-sum(p (log p + H) dx)``.
+
+    The tangent is linear in ``dx`` (so both forward and reverse mode work) and 0 on ``-inf``
+    entries, so no ``0 * log 0`` or ``inf - inf`` reaches a derivative; the backward pass is one
+    fused elementwise pass over the logits.
+    """
+    return _softmax_entropy_parts(x)[0]
+
+
+@_softmax_entropy.defjvp
+def _softmax_entropy_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    h, log_p = _softmax_entropy_parts(x)
+    # dH/dx_c = -p_c (log p_c + H): exactly 0 where p_c = 0, since log_p is finite there.
+    coef = -jnp.exp(log_p) * (log_p + h[..., None])
+    return h, jnp.sum(coef * dx, axis=-1)
 
 
 def entropy_from_probs(
@@ -184,7 +222,8 @@ def mutual_information(
     py = jnp.sum(joint, axis=-2, keepdims=True)
     outer = px * py
     ratio = joint / jnp.where(outer > 0, outer, 1.0)
-    return nx.to_base(jnp.sum(nx.xlogy(joint, ratio), axis=(-2, -1)), base)
+    # Each term can round below zero for independent tables; I(X;Y) >= 0 exactly.
+    return nx.to_base(jnp.maximum(jnp.sum(nx.xlogy(joint, ratio), axis=(-2, -1)), 0.0), base)
 
 
 def conditional_entropy(

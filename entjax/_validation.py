@@ -102,7 +102,7 @@ def validate_labels(
 
 
 def checked(fn: Callable[..., Any], *, jit: bool = True) -> Callable[..., Any]:
-    """Wrap ``fn`` so that its ``validate_*`` checks (and NaN/index errors) raise.
+    """Wrap ``fn`` so that the ``validate_*`` checks inside it raise on failure.
 
     Args:
       fn: a function that calls :func:`validate_probs` / :func:`validate_labels`.
