@@ -1,0 +1,165 @@
+"""The information-plane experiment (issue 7): its estimates against numpy written out, and a
+``--smoke`` run of the whole script (CLI, outputs, values in their valid ranges).
+
+The smoke run uses the settings the script runs under from the command line (float32,
+numpy-style rank promotion), not the float64 / strict promotion that conftest.py sets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import information_plane as ip
+
+LOG2 = math.log(2.0)
+
+
+@pytest.fixture
+def script_jax_config():
+    saved = (jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion)
+    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_numpy_rank_promotion", "allow")
+    yield
+    jax.config.update("jax_enable_x64", saved[0])
+    jax.config.update("jax_numpy_rank_promotion", saved[1])
+
+
+# --------------------------------------------------------------------------- numpy references
+
+
+def _entropy_bits(symbols: np.ndarray) -> float:
+    """Plug-in entropy (bits) of the rows of ``symbols`` ``(n, m)``."""
+    _, counts = np.unique(symbols, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-np.sum(p * np.log2(p)))
+
+
+def _binned_reference(t, labels, low, width, bins):
+    codes = np.clip(np.floor((t - low) / width), 0, bins - 1).astype(np.int64)  # (n, d)
+    h_t = _entropy_bits(codes)
+    h_y = _entropy_bits(labels[:, None])
+    h_ty = _entropy_bits(np.concatenate([codes, labels[:, None]], axis=1))
+    return h_t, h_t + h_y - h_ty  # I(X;T) = H(T) for distinct inputs; I(T;Y)
+
+
+def _kernel_ub_bits(h, sigma):
+    sq = np.sum((h[:, None, :] - h[None, :, :]) ** 2, axis=-1)
+    k = np.exp(-sq / (2.0 * sigma**2))
+    return float(-np.mean(np.log(k.mean(axis=1)))) / LOG2
+
+
+def _activations(rng, activation, shape, width, bins):
+    """Activations at random bin interiors (never within 10% of a bin edge), so float32 and
+    float64 binning agree; ReLU also gets zeros and values far above the cap (clipped)."""
+    codes = rng.integers(0, bins, size=shape)
+    low = -1.0 if activation == "tanh" else 0.0
+    t = low + (codes + rng.uniform(0.1, 0.9, size=shape)) * width
+    if activation == "relu":
+        t = np.where(rng.random(shape) < 0.2, 0.0, t)
+        t = np.where(rng.random(shape) < 0.05, 10.0 * bins * width, t)
+    return t.astype(np.float32)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("balanced", [True, False])
+def test_plane_estimates_match_numpy(activation, balanced):
+    rng = np.random.default_rng(0)
+    num_bins, cap, sigma = 4, 1.0, 0.3  # coarse bins: many collisions, a non-trivial estimate
+    width = 2.0 / num_bins
+    bins, value_range = ip.bin_setup(activation, num_bins=num_bins, relu_bin_cap=cap)
+    assert value_range[0] == (-1.0 if activation == "tanh" else 0.0)
+    assert bins * width == pytest.approx(value_range[1] - value_range[0])
+    n, d = 48, 3
+    labels = np.repeat(np.arange(3), n // 3) if balanced else rng.integers(0, 3, n)
+    labels = rng.permutation(labels).astype(np.int32)
+    acts = _activations(rng, activation, (2, 2, n, d), width, bins)
+    got = ip.plane_estimates(
+        acts,
+        labels,
+        activation=activation,
+        num_bins=num_bins,
+        relu_bin_cap=cap,
+        noise_std=sigma,
+    )
+    for name in ("ixt_binning", "ity_binning", "ixt_kernel", "ity_kernel", "max_activation"):
+        assert got[name].shape == (2, 2), name
+    for i in range(2):
+        for j in range(2):
+            t = acts[i, j].astype(np.float64)
+            ixt, ity = _binned_reference(t, labels, value_range[0], width, bins)
+            assert got["ixt_binning"][i, j] == pytest.approx(ixt, abs=1e-5)
+            assert got["ity_binning"][i, j] == pytest.approx(ity, abs=1e-5)
+            ub = _kernel_ub_bits(t, sigma)
+            cond = sum(
+                np.mean(labels == c) * _kernel_ub_bits(t[labels == c], sigma)
+                for c in np.unique(labels)
+            )
+            assert got["ixt_kernel"][i, j] == pytest.approx(ub, rel=1e-4)
+            assert got["ity_kernel"][i, j] == pytest.approx(ub - cond, abs=1e-4)
+            assert got["max_activation"][i, j] == pytest.approx(t.max())
+    # Coarse bins must lose information relative to the ceiling log2 n (non-trivial case).
+    assert np.all(got["ixt_binning"] < math.log2(n) - 0.1)
+
+
+def test_bin_setup_same_width_for_both_activations():
+    assert ip.bin_setup("tanh", num_bins=30, relu_bin_cap=30.0) == (30, (-1.0, 1.0))
+    bins, (low, high) = ip.bin_setup("relu", num_bins=30, relu_bin_cap=30.0)
+    assert (bins, low) == (450, 0.0)
+    assert high == pytest.approx(30.0)
+    bins, (low, high) = ip.bin_setup("relu", num_bins=30, relu_bin_cap=1.0)  # 1 / (1/15) = 15
+    assert bins == 15
+
+
+def test_measurement_indices_balanced_and_deterministic():
+    labels = np.array([0] * 7 + [1] * 5 + [2] * 9)
+    idx = ip.measurement_indices(labels, per_class=6, seed=3)
+    assert np.array_equal(idx, ip.measurement_indices(labels, per_class=6, seed=3))
+    assert np.all(np.diff(idx) > 0)  # sorted, no repeats
+    assert np.bincount(labels[idx]).tolist() == [5, 5, 5]  # capped by the smallest class
+    assert np.bincount(labels[ip.measurement_indices(labels, 3, seed=0)]).tolist() == [3, 3, 3]
+
+
+# --------------------------------------------------------------------------- smoke run
+
+
+def test_smoke_run(tmp_path, script_jax_config):
+    out = tmp_path / "ip"
+    ip.main(["--smoke", "--out", str(out), "--no-progress"])
+    with open(out / "results.json") as f:
+        r = json.load(f)
+    assert (out / "report.md").read_text().startswith("# Information plane")
+    for name in ("information_plane", "ixt_vs_epoch"):
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(data) > 2000
+    assert r["smoke"] is True
+    cfg = r["config"]
+    n = r["num_measured"]
+    assert n == 10 * cfg["per_class"]
+    assert r["log2_n"] == pytest.approx(math.log2(n))
+    assert r["h_y_bits"] == pytest.approx(math.log2(10))  # balanced measurement set
+    assert set(r["activations"]) == {"tanh", "relu"}
+    eps = 1e-4
+    for act, a in r["activations"].items():
+        assert a["eval_steps"] == [0, cfg["eval_every"], cfg["steps"]]
+        if act == "tanh":
+            assert a["max_activation_seen"] <= 1.0
+        assert 0.0 <= a["final_test_accuracy"]["mean"] <= 1.0
+        for est in ip.ESTIMATORS:
+            ixt = np.asarray(a["estimators"][est]["ixt"])
+            ity = np.asarray(a["estimators"][est]["ity"])
+            assert ixt.shape == ity.shape == (cfg["depth"], 3)
+            assert np.all(np.isfinite(ixt))
+            assert np.all(np.isfinite(ity))
+            assert np.all((ixt >= -eps) & (ixt <= r["log2_n"] + eps))
+            if est == "binning":
+                # Plug-in: I(T;Y) <= min(H(T), H(Y)), and H(T) = I(X;T) here.
+                assert np.all((ity >= -eps) & (ity <= r["h_y_bits"] + eps))
+                assert np.all(ity <= ixt + eps)
+            layers = a["estimators"][est]["layers"]
+            assert [lay["ixt_final"] for lay in layers] == pytest.approx(ixt[:, -1].tolist())
