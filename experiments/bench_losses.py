@@ -25,7 +25,7 @@ CPU timings are noisy, more so on a machine shared with other work: the table re
 (25th-75th percentile) beside each median; repeat the run before trusting a difference of a few
 percent.
 
-Case groups are functions ``(quick, reps) -> list[dict]``; :data:`CASE_GROUPS` lists them and
+Case groups are functions ``(quick, reps) -> list[dict]``; :data:`CASE_GROUPS` names them and
 :func:`format_table` prints any rows that carry the keys of :data:`COLUMNS` (missing cells print
 as ``-``), so other benchmarks can contribute rows to the same table and JSON.
 """
@@ -266,7 +266,17 @@ def plain_losses(quick: bool, reps: int) -> list[dict]:
     return rows
 
 
-CASE_GROUPS: list[Callable[[bool, int], list[dict]]] = [plain_losses]
+def fused_losses(quick: bool, reps: int) -> list[dict]:
+    """Fused linear + CE / entropy vs ``hidden @ weight`` + entjax (experiments.bench_fused)."""
+    from experiments import bench_fused
+
+    return bench_fused.run(quick, reps)
+
+
+CASE_GROUPS: dict[str, Callable[[bool, int], list[dict]]] = {
+    "plain": plain_losses,
+    "fused": fused_losses,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +298,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fwd GB/s", "fwd_gbps", "{:.1f}"),
     ("vag GB/s", "vag_gbps", "{:.1f}"),
     ("scratch MiB fwd/vag", "scratch", "{}"),
+    ("vag/naive", "vag_ratio_naive", "{:.2f}"),
+    ("scratch/naive", "temp_ratio_naive", "{:.3f}"),
+    ("peak RSS MiB", "rss_mib", "{:.0f}"),
 )
 
 
@@ -345,15 +358,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small size, few reps (smoke test)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case")
     parser.add_argument("--out", default="results/bench_losses.json", help="JSON output path")
+    parser.add_argument(
+        "--groups",
+        default=",".join(CASE_GROUPS),
+        help=f"comma-separated case groups to run, from {sorted(CASE_GROUPS)}",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     reps = args.reps if args.reps is not None else (QUICK_REPS if args.quick else DEFAULT_REPS)
     if reps < 1:
         parser.error("--reps must be >= 1")
 
+    groups = [g for g in args.groups.split(",") if g]
+    unknown = sorted(set(groups) - set(CASE_GROUPS))
+    if unknown:
+        parser.error(f"unknown --groups {unknown}; choose from {sorted(CASE_GROUPS)}")
+
     rows: list[dict] = []
-    for group in CASE_GROUPS:
-        rows += group(args.quick, reps)
+    for name in groups:
+        rows += CASE_GROUPS[name](args.quick, reps)
     payload = {
         "command": " ".join(["python -m experiments.bench_losses", *argv]),
         "quick": args.quick,

@@ -12,7 +12,7 @@ from experiments import bench_losses
 
 def test_quick_writes_expected_rows(tmp_path, capsys):
     out = tmp_path / "nested" / "bench.json"
-    payload = bench_losses.main(["--quick", "--reps", "1", "--out", str(out)])
+    payload = bench_losses.main(["--quick", "--reps", "1", "--groups", "plain", "--out", str(out)])
     on_disk = json.loads(out.read_text())
     assert on_disk["rows"] == payload["rows"]
     assert on_disk["quick"] is True
@@ -44,3 +44,21 @@ def test_quick_writes_expected_rows(tmp_path, capsys):
     assert "entjax" in table
     assert "read+write" in table
     assert "vag/optax" in table
+
+
+def test_quick_fused_group_reports_naive_and_fused(tmp_path):
+    out = tmp_path / "bench_fused.json"
+    payload = bench_losses.main(["--quick", "--reps", "1", "--groups", "fused", "--out", str(out)])
+    rows = payload["rows"]
+    assert {(r["group"], r["impl"]) for r in rows} == {
+        (g, i) for g in ("fused_ce", "fused_entropy") for i in ("naive", "fused")
+    }
+    chunked = [r for r in rows if r["impl"] == "fused" and r["v"] >= 4 * r["chunk"]]
+    assert chunked, "the quick sizes should include a vocabulary of several chunks"
+    for row in rows:
+        assert row["vag_ms"] > 0
+        assert math.isfinite(row["vag_ms"])
+    for row in chunked:
+        # Scratch is O(N x chunk): well below the [N, V] logits once V spans several chunks.
+        assert row["temp_mib"] < 0.5 * row["logits_mib"]
+    assert "vag/naive" in bench_losses.format_table(rows)
