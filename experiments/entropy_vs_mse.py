@@ -26,7 +26,6 @@ Run ``python -m experiments.entropy_vs_mse`` (``--smoke`` for a seconds-long che
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -393,26 +392,19 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    parser = research.parser_from_config(Config, __doc__.splitlines()[0])
-    parser.add_argument("--gradients-only", action="store_true", help="skip the training part")
-    args = parser.parse_args(argv)
-    config = research.config_from_args(args, Config, SMOKE)
-    out = args.out or f"runs/{NAME}"
-    results = run(
-        config,
-        out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        smoke=args.smoke,
-        train=not args.gradients_only,
-        stop_after_step=args.stop_after_step,
+    return research.cli_main(
+        argv,
+        doc=__doc__,
+        name=NAME,
+        config_cls=Config,
+        smoke=SMOKE,
+        run=run,
+        make_report=make_report,
+        add_arguments=lambda parser: parser.add_argument(
+            "--gradients-only", action="store_true", help="skip the training part"
+        ),
+        run_kwargs=lambda args: {"train": not args.gradients_only},
     )
-    if results is None:
-        print(f"stopped after step {args.stop_after_step}; continue with --resume", file=sys.stderr)
-        return None
-    print(make_report(results, config))
-    print(f"\nwrote {out}/results.json, report.md and PNGs", file=sys.stderr)
-    return results
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -479,24 +478,15 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    parser = research.parser_from_config(Config, __doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    config = research.config_from_args(args, Config, SMOKE)
-    out = args.out or f"runs/{NAME}"
-    results = run(
-        config,
-        out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        smoke=args.smoke,
-        stop_after_step=args.stop_after_step,
+    return research.cli_main(
+        argv,
+        doc=__doc__,
+        name=NAME,
+        config_cls=Config,
+        smoke=SMOKE,
+        run=run,
+        make_report=make_report,
     )
-    if results is None:
-        print(f"stopped after step {args.stop_after_step}; continue with --resume", file=sys.stderr)
-        return None
-    print(make_report(results, config))
-    print(f"\nwrote {out}/results.json, report.md and PNGs", file=sys.stderr)
-    return results
 
 
 if __name__ == "__main__":

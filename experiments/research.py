@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -279,3 +280,43 @@ def member_grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
     for name, values in axes.items():
         rows = [{**row, name: v} for row in rows for v in values]
     return rows
+
+
+def cli_main(
+    argv: Sequence[str] | None,
+    *,
+    doc: str,
+    name: str,
+    config_cls: type,
+    smoke: Mapping[str, Any],
+    run: Callable[..., dict[str, Any] | None],
+    make_report: Callable[[dict[str, Any], Any], str],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    run_kwargs: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """The shared command line of the research experiments: parse, run, print the report.
+
+    ``run(config, out_dir, *, resume, progress, smoke, stop_after_step, **run_kwargs(args))``
+    returns the results, or ``None`` when it stopped early at ``--stop-after-step``.
+    """
+    parser = parser_from_config(config_cls, doc.splitlines()[0])
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    config = config_from_args(args, config_cls, smoke)
+    out = args.out or f"runs/{name}"
+    results = run(
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        smoke=args.smoke,
+        stop_after_step=args.stop_after_step,
+        **(run_kwargs(args) if run_kwargs is not None else {}),
+    )
+    if results is None:
+        print(f"stopped after step {args.stop_after_step}; continue with --resume", file=sys.stderr)
+        return None
+    print(make_report(results, config))
+    print(f"\nwrote {out}/results.json, report.md and PNGs", file=sys.stderr)
+    return results
