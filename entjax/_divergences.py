@@ -9,28 +9,6 @@ from jax import lax
 from . import _numerics as nx
 
 
-def _two_log_softmaxes(
-    p_logits: jax.typing.ArrayLike,
-    q_logits: jax.typing.ArrayLike,
-    axis: nx.Axis,
-    where: jax.typing.ArrayLike | None,
-) -> tuple[nx.LogSoftmax, nx.LogSoftmax]:
-    p_logits = nx.check_floating(p_logits, "p_logits")
-    q_logits = nx.check_floating(q_logits, "q_logits")
-    nx.check_min_rank(p_logits, 1, "p_logits")
-    if p_logits.shape != q_logits.shape:
-        raise ValueError(
-            f"`p_logits` and `q_logits` must have the same shape, got {p_logits.shape} and "
-            f"{q_logits.shape}."
-        )
-    axes = nx.normalize_axes(axis, p_logits.ndim)
-    mask = nx.class_mask_last(where, p_logits.shape, axes)
-    dtype = nx.compute_dtype(p_logits, q_logits)
-    p = nx.masked_log_softmax(nx.class_axes_last(nx.upcast(p_logits, dtype), axes), mask)
-    q = nx.masked_log_softmax(nx.class_axes_last(nx.upcast(q_logits, dtype), axes), mask)
-    return p, q
-
-
 def kl_divergence(
     p_logits: jax.typing.ArrayLike,
     q_logits: jax.typing.ArrayLike,
@@ -196,7 +174,8 @@ def js_divergence(
     References:
       Lin, *Divergence Measures Based on the Shannon Entropy*, IEEE Trans. Inf. Theory, 1991.
     """
-    p, q = _two_log_softmaxes(p_logits, q_logits, axis, where)
+    xp, xq = _two_logits(p_logits, q_logits, axis, where)
+    p, q = nx.masked_log_softmax(xp), nx.masked_log_softmax(xq)
     log_m = nx.safe_log(0.5 * (p.probs + q.probs))
     terms = nx.safe_mul(p.probs, p.log_probs - log_m) + nx.safe_mul(q.probs, q.log_probs - log_m)
     return nx.to_base(jnp.maximum(0.5 * jnp.sum(terms, axis=-1), 0.0), base)
