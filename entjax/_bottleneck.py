@@ -112,7 +112,7 @@ def vib_loss(
             f"vib_loss: `mean`/`log_var` give batch shape {kl.shape} but `logits`/`labels` give "
             f"{ce.shape}."
         )
-    dtype = jnp.promote_types(jnp.result_type(ce, kl, beta), jnp.float32)
+    dtype = nx.compute_dtype(ce, kl, beta)
     ce, kl = ce.astype(dtype), kl.astype(dtype)
     beta = jnp.asarray(beta, dtype)
     if beta.ndim > ce.ndim:
@@ -124,8 +124,7 @@ def vib_loss(
         h_y = entropy_from_probs(marginal).astype(dtype)
     else:
         c = logits.shape[-1] if num_classes is None else num_classes
-        if not (isinstance(c, int) and c >= 1):
-            raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}.")
+        c = nx.static_int(c, "num_classes", minimum=1)
         h_y = jnp.asarray(math.log(c), dtype)
 
     loss = ce + nx.safe_mul(beta, kl)

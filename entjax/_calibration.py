@@ -9,7 +9,6 @@ scalar and per-bin arrays. Use ``jax.vmap`` for several independent sets.
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import jax
@@ -133,12 +132,7 @@ def _bin_sums(
     axis: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Per-bin example counts, sums of correctness and of confidence, and the bin edges."""
-    try:
-        num_bins = operator.index(num_bins)
-    except TypeError:
-        raise TypeError(f"`num_bins` must be a static Python int, got {num_bins!r}.") from None
-    if num_bins < 1:
-        raise ValueError(f"`num_bins` must be >= 1, got {num_bins}.")
+    num_bins = nx.static_int(num_bins, "num_bins", minimum=1)
     logits = nx.check_floating(logits, "logits")
     nx.check_min_rank(logits, 1, "logits")
     labels = nx.check_integer(labels, "labels")

@@ -28,7 +28,7 @@ def _integer_nll_parts(x: jax.Array, labels: jax.Array):
     ``nll = 0``); a ``-inf`` label logit gives ``+inf``. NaN logits propagate.
     """
     m = jnp.max(x, axis=-1)
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    shift = nx.stable_shift(m)
     total = jnp.sum(jnp.exp(x - shift[..., None]), axis=-1)
     any_valid = total != 0  # NaN compares unequal, so a NaN row stays "valid" and propagates
     log_total = jnp.log(jnp.where(any_valid, total, 1.0))
@@ -160,12 +160,11 @@ def softmax_cross_entropy_with_integer_labels(
     nll = jnp.where(label_ok, nx.negate(label_log_prob), jnp.inf)
     if weights is not None:
         nll = nll * jnp.sum(jnp.where(onehot, weights, 0.0), axis=-1)
-    loss = nll
-    if label_smoothing:
-        per_class = -ls.log_probs if weights is None else -ls.log_probs * weights
-        count = jnp.maximum(jnp.sum(ls.valid, axis=-1), 1).astype(x.dtype)
-        smooth = jnp.sum(per_class, axis=-1) / count
-        loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+    # Only reached with label_smoothing > 0: the fast path above returned otherwise.
+    per_class = -ls.log_probs if weights is None else -ls.log_probs * weights
+    count = jnp.maximum(jnp.sum(ls.valid, axis=-1), 1).astype(x.dtype)
+    smooth = jnp.sum(per_class, axis=-1) / count
+    loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
 
     loss = jnp.where(in_range, loss, jnp.nan)
     keep = ls.any_valid

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from . import _numerics as nx
 
@@ -90,7 +89,7 @@ def _two_logits(
 def _shifted(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``z = x - max(x)`` (shift 0 on rows without a finite max), ``log s`` and ``s != 0``."""
     m = jnp.max(x, axis=-1, keepdims=True)
-    z = x - lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    z = x - nx.stable_shift(m)
     total = jnp.sum(jnp.exp(z), axis=-1)
     nonempty = total != 0  # NaN compares unequal: NaN rows propagate
     return z, jnp.log(jnp.where(nonempty, total, 1.0)), nonempty
@@ -232,10 +231,8 @@ def gaussian_kl(
     log_var = nx.check_floating(log_var, "log_var")
     prior_mean = nx.check_floating(prior_mean, "prior_mean")
     prior_log_var = nx.check_floating(prior_log_var, "prior_log_var")
-    # result_type (not compute_dtype) so that Python-scalar priors stay weakly typed.
-    dtype = jnp.promote_types(
-        jnp.result_type(mean, log_var, prior_mean, prior_log_var), jnp.float32
-    )
+    # Python-scalar priors stay weakly typed: a float32 posterior keeps a float32 result.
+    dtype = nx.compute_dtype(mean, log_var, prior_mean, prior_log_var)
     args = {"mean": mean, "log_var": log_var, "prior_mean": prior_mean}
     args["prior_log_var"] = prior_log_var
     try:

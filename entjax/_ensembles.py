@@ -69,9 +69,7 @@ def _members(
         raise ValueError(f"`axis` ({axis}) and `class_axis` ({class_axis}) name the same axis.")
     mask = None
     if where is not None:
-        mask = jnp.asarray(where)
-        if mask.dtype != jnp.bool_:
-            raise TypeError(f"`where` must be a boolean mask, got dtype {mask.dtype}.")
+        mask = nx.check_bool_mask(where)
         if mask.ndim == x.ndim - 1:
             mask = jnp.expand_dims(mask, m)
         elif mask.ndim == x.ndim - 2:

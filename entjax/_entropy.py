@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from . import _numerics as nx
 
@@ -63,7 +62,7 @@ def _softmax_entropy_parts(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     exactly, with no ``0 * inf``. A row of ``-inf`` gives 0; NaN propagates.
     """
     m = jnp.max(x, axis=-1, keepdims=True)
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    shift = nx.stable_shift(m)
     z = x - shift
     total = jnp.sum(jnp.exp(z), axis=-1, keepdims=True)
     log_p = jnp.maximum(z - jnp.log(jnp.where(total != 0, total, 1.0)), jnp.finfo(x.dtype).min)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 
 import jax
 import jax.numpy as jnp
@@ -36,20 +35,6 @@ _EULER_GAMMA = 0.57721566490153286061
 
 # --------------------------------------------------------------------------------------------
 # Private helpers.
-
-
-def _static_int(value: int, name: str, *, minimum: int) -> int:
-    """``value`` as a Python int >= ``minimum`` (a static, trace-time option)."""
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"`{name}` must be a Python int (a static option), got {type(value).__name__}; "
-            f"mark it static under jit, e.g. `jax.jit(f, static_argnames='{name}')`."
-        ) from None
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
-    return value
 
 
 def _digamma_int(m: int) -> float:
@@ -447,7 +432,7 @@ def knn_entropy(
       Information Transmission, 1987. Kraskov, Stögbauer & Grassberger, *Estimating Mutual
       Information*, Phys. Rev. E, 2004, eq. (20).
     """
-    k = _static_int(k, "k", minimum=1)
+    k = nx.static_int(k, "k", minimum=1)
     samples = _check_samples(samples, "samples", k=k)
     if norm not in ("euclidean", "max"):
         raise ValueError(f"`norm` must be 'euclidean' or 'max', got {norm!r}.")
@@ -515,7 +500,7 @@ def ksg_mutual_information(
       Kraskov, Stögbauer & Grassberger, *Estimating Mutual Information*, Phys. Rev. E 69, 066138,
       2004 (their estimator (8)).
     """
-    k = _static_int(k, "k", minimum=1)
+    k = nx.static_int(k, "k", minimum=1)
     x = _check_samples(x, "x", k=k)
     y = _check_samples(y, "y", k=k)
     if x.shape[-2] != y.shape[-2]:
@@ -608,7 +593,7 @@ def binned_mutual_information(
       Saxe, Bansal, Dapello, Advani, Kolchinsky, Tracey & Cox, *On the Information Bottleneck
       Theory of Deep Learning*, ICLR 2018.
     """
-    num_bins = _static_int(num_bins, "num_bins", minimum=1)
+    num_bins = nx.static_int(num_bins, "num_bins", minimum=1)
     x = nx.check_integer(x, "x")
     t = nx.check_floating(t, "t")
     nx.check_min_rank(t, 2, "t")

@@ -25,7 +25,6 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from . import _numerics as nx
@@ -54,6 +53,51 @@ class _Stats(NamedTuple):
     ent: jax.Array
 
 
+class _Chunk(NamedTuple):
+    """Logits of one vocabulary chunk and the masks that go with them (see :func:`_chunk`)."""
+
+    logits: jax.Array  # [N, chunk], -inf where not `valid`, in the accumulation dtype
+    valid: jax.Array | None  # [1, chunk] column is a class (None: every column is)
+    fresh: jax.Array | None  # [1, chunk] column not already covered by the previous chunk
+    cols: jax.Array  # [1, chunk] vocabulary index of each column
+    weight: jax.Array  # the weight chunk, [D, chunk] ("dv") or [chunk, D] ("vd")
+
+
+class _Carry(NamedTuple):
+    """Running per-token sums of the forward pass over vocabulary chunks."""
+
+    m: jax.Array  # running max of the logits
+    s: jax.Array  # Σ exp(x - m)
+    x_label: jax.Array  # the label's logit (-inf until its chunk is seen)
+    sum_x: jax.Array  # Σ_valid (x - m), for label smoothing
+    count: jax.Array  # number of valid columns seen (scalar)
+    t: jax.Array  # Σ exp(x - m) (x - m), for the entropy
+
+
+class _Residuals(NamedTuple):
+    """What the backward pass keeps from the forward pass: the inputs and O(N) statistics."""
+
+    hidden: jax.Array
+    weight: jax.Array
+    bias: jax.Array | None
+    labels: jax.Array | None
+    lse: jax.Array
+    mean_x: jax.Array  # E_p[x] per token, for the entropy gradient
+    count: jax.Array  # number of valid classes, for the label-smoothing gradient
+
+
+class _Prepared(NamedTuple):
+    """Checked arguments of the public functions, tokens flattened to one axis."""
+
+    hidden: jax.Array  # [N, D] in the matmul dtype
+    weight: jax.Array
+    bias: jax.Array | None
+    labels: jax.Array | None  # [N] int32
+    mask: jax.Array | None  # boolean per-token mask, shape `batch_shape`
+    batch_shape: tuple[int, ...]
+    num_classes: int
+
+
 class FusedEntropy(NamedTuple):
     """Result of :func:`fused_linear_entropy` when labels are given."""
 
@@ -75,14 +119,12 @@ def _num_chunks(cfg: _Config) -> int:
     return -(-cfg.num_classes // cfg.chunk)
 
 
-def _chunk(cfg: _Config, hidden: jax.Array, weight: jax.Array, bias: jax.Array | None, i):
+def _chunk(cfg: _Config, hidden: jax.Array, weight: jax.Array, bias: jax.Array | None, i) -> _Chunk:
     """Logits of vocabulary chunk ``i`` and the masks that go with them.
 
     The last chunk of a vocabulary that is not a multiple of ``chunk`` is shifted left to end at
     ``V`` (no padded copy of the weight); the columns it shares with the previous chunk are
-    masked out (``fresh``). Returns the logits (``-inf`` where not ``valid``), ``valid`` (or
-    ``None`` when every column is valid), ``fresh`` (or ``None``), the column indices, the weight
-    chunk and the accumulation dtype.
+    masked out (``fresh``). See :class:`_Chunk` for the fields.
     """
     c, v = cfg.chunk, cfg.num_classes
     acc = nx.compute_dtype(hidden)
@@ -103,7 +145,7 @@ def _chunk(cfg: _Config, hidden: jax.Array, weight: jax.Array, bias: jax.Array |
         x = x + jnp.where(finite_bias, bc, 0).astype(acc)
     if valid is not None:
         x = jnp.where(valid, x, -jnp.inf)
-    return x, valid, fresh, cols, wc, acc
+    return _Chunk(logits=x, valid=valid, fresh=fresh, cols=cols, weight=wc)
 
 
 def _forward(cfg: _Config, hidden, weight, bias, labels):
@@ -111,18 +153,19 @@ def _forward(cfg: _Config, hidden, weight, bias, labels):
     n = hidden.shape[0]
     acc = nx.compute_dtype(hidden)
     zeros = jnp.zeros((n,), acc)
-    init = (
-        jnp.full((n,), -jnp.inf, acc),  # running max m
-        zeros,  # s = Σ exp(x - m)
-        jnp.full((n,), -jnp.inf, acc),  # label logit
-        zeros,  # Σ_valid (x - m)             (label smoothing)
-        jnp.zeros((), acc),  # number of valid columns seen
-        zeros,  # t = Σ exp(x - m) (x - m)   (entropy)
+    init = _Carry(
+        m=jnp.full((n,), -jnp.inf, acc),
+        s=zeros,
+        x_label=jnp.full((n,), -jnp.inf, acc),
+        sum_x=zeros,
+        count=jnp.zeros((), acc),
+        t=zeros,
     )
 
-    def body(i, carry):
+    def body(i, carry: _Carry) -> _Carry:
         m, s, x_label, sum_x, count, t = carry
-        x, valid, _, cols, _, _ = _chunk(cfg, hidden, weight, bias, i)
+        chunk = _chunk(cfg, hidden, weight, bias, i)
+        x, valid, cols = chunk.logits, chunk.valid, chunk.cols
         m_new = jnp.maximum(m, jnp.max(x, axis=1))
         m_safe = jnp.where(m_new > -jnp.inf, m_new, 0.0)
         shift = m - m_safe  # <= 0, -inf before any valid column
@@ -141,7 +184,7 @@ def _forward(cfg: _Config, hidden, weight, bias, labels):
                 count = count + (cfg.chunk if valid is None else jnp.sum(valid[0], dtype=acc))
             if cfg.entropy:
                 t = alpha * (t + jnp.where(s > 0, shift * s, 0.0)) + jnp.sum(e * xs, axis=1)
-        return m_new, s_new, x_label, sum_x, count, t
+        return _Carry(m=m_new, s=s_new, x_label=x_label, sum_x=sum_x, count=count, t=t)
 
     m, s, x_label, sum_x, count, t = lax.fori_loop(0, _num_chunks(cfg), body, init)
     any_valid = s > 0
@@ -164,10 +207,10 @@ _fused_stats = jax.custom_vjp(_fused_stats_impl, nondiff_argnums=(0,))
 
 def _fused_stats_fwd(cfg, hidden, weight, bias, labels):
     stats, (mean_x, count) = _forward(cfg, hidden, weight, bias, labels)
-    return stats, (hidden, weight, bias, labels, stats.lse, mean_x, count)
+    return stats, _Residuals(hidden, weight, bias, labels, stats.lse, mean_x, count)
 
 
-def _fused_stats_bwd(cfg, res, g: _Stats):
+def _fused_stats_bwd(cfg, res: _Residuals, g: _Stats):
     hidden, weight, bias, labels, lse, mean_x, count = res
     acc = nx.compute_dtype(hidden)
     lse_safe = jnp.where(lse > -jnp.inf, lse, 0.0)
@@ -180,7 +223,7 @@ def _fused_stats_bwd(cfg, res, g: _Stats):
 
     def body(i, carry):
         d_hidden, d_weight, d_bias = carry
-        x, valid, fresh, cols, wc, _ = _chunk(cfg, hidden, weight, bias, i)
+        x, valid, fresh, cols, wc = _chunk(cfg, hidden, weight, bias, i)
         p = jnp.exp(x - lse_safe[:, None])  # 0 at invalid columns
         dx = p * coef[:, None]
         if cfg.has_labels:
@@ -240,7 +283,7 @@ _fused_stats.defvjp(_fused_stats_fwd, _fused_stats_bwd)
 # Argument handling shared by the public functions.
 
 
-def _prepare(hidden, weight, bias, weight_layout, chunk_size, labels, where):
+def _prepare(hidden, weight, *, bias, weight_layout, chunk_size, labels, where) -> _Prepared:
     hidden = nx.check_floating(hidden, "hidden")
     weight = nx.check_floating(weight, "weight")
     nx.check_min_rank(hidden, 1, "hidden")
@@ -261,8 +304,7 @@ def _prepare(hidden, weight, bias, weight_layout, chunk_size, labels, where):
     num_classes = weight.shape[1 - d_axis]
     if num_classes < 1:
         raise ValueError("`weight` must have at least one class.")
-    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}.")
+    nx.static_int(chunk_size, "chunk_size", minimum=1)
     batch_shape = hidden.shape[:-1]
     if bias is not None:
         bias = nx.check_floating(bias, "bias")
@@ -275,16 +317,18 @@ def _prepare(hidden, weight, bias, weight_layout, chunk_size, labels, where):
     # Matmuls run in the promoted input dtype (bf16 stays bf16); the weight is cast per chunk.
     mm_dtype = jnp.result_type(hidden.dtype, weight.dtype)
     h = hidden.reshape(-1, dim).astype(mm_dtype)
-    return h, weight, bias, labels, mask, batch_shape, num_classes
+    return _Prepared(h, weight, bias, labels, mask, batch_shape, num_classes)
 
 
-def _config(num_classes, chunk_size, weight_layout, bias, labels, smoothing, entropy):
+def _config(
+    args: _Prepared, *, chunk_size: int, weight_layout: str, smoothing: bool, entropy: bool
+) -> _Config:
     return _Config(
         layout=weight_layout,
-        chunk=int(min(chunk_size, num_classes)),
-        num_classes=int(num_classes),
-        has_bias=bias is not None,
-        has_labels=labels is not None,
+        chunk=int(min(chunk_size, args.num_classes)),
+        num_classes=int(args.num_classes),
+        has_bias=args.bias is not None,
+        has_labels=args.labels is not None,
         smoothing=smoothing,
         entropy=entropy,
     )
@@ -376,10 +420,23 @@ def fused_linear_cross_entropy(
         raise ValueError(f"`label_smoothing` must lie in [0, 1], got {label_smoothing}.")
     if not z_loss >= 0.0:
         raise ValueError(f"`z_loss` must be >= 0, got {z_loss}.")
-    h, w, b, y, mask, batch_shape, num_classes = _prepare(
-        hidden, weight, bias, weight_layout, chunk_size, labels, where
+    args = _prepare(
+        hidden,
+        weight,
+        bias=bias,
+        weight_layout=weight_layout,
+        chunk_size=chunk_size,
+        labels=labels,
+        where=where,
     )
-    cfg = _config(num_classes, chunk_size, weight_layout, b, y, bool(label_smoothing), False)
+    h, w, b, y, mask, batch_shape, num_classes = args
+    cfg = _config(
+        args,
+        chunk_size=chunk_size,
+        weight_layout=weight_layout,
+        smoothing=bool(label_smoothing),
+        entropy=False,
+    )
     stats = _fused_stats(cfg, h, w, b, y)
     any_valid = stats.lse > -jnp.inf
     label_ok = stats.nll < jnp.inf
@@ -458,10 +515,19 @@ def fused_linear_entropy(
       normalizer calculation for softmax*, 2018. Wijmans et al., *Cut Your Losses in
       Large-Vocabulary Language Models*, 2025.
     """
-    h, w, b, y, mask, batch_shape, num_classes = _prepare(
-        hidden, weight, bias, weight_layout, chunk_size, labels, where
+    args = _prepare(
+        hidden,
+        weight,
+        bias=bias,
+        weight_layout=weight_layout,
+        chunk_size=chunk_size,
+        labels=labels,
+        where=where,
     )
-    cfg = _config(num_classes, chunk_size, weight_layout, b, y, False, True)
+    h, w, b, y, mask, batch_shape, num_classes = args
+    cfg = _config(
+        args, chunk_size=chunk_size, weight_layout=weight_layout, smoothing=False, entropy=True
+    )
     stats = _fused_stats(cfg, h, w, b, y)
     keep = stats.lse > -jnp.inf
     if mask is not None:

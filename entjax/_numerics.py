@@ -2,9 +2,12 @@
 
 One helper per trick, used everywhere:
 
-* dtype guards that fail at trace time and name the argument;
-* ``upcast``: compute in at least float32 (bf16/fp16 inputs are promoted);
+* trace-time guards that name the argument: dtypes (``check_floating``, ``check_integer``,
+  ``check_bool_mask``), shapes, and static integer options (``static_int``);
+* ``compute_dtype`` / ``upcast``: compute in at least float32 (bf16/fp16 inputs are promoted,
+  Python scalars stay weakly typed);
 * ``class_axes_last``: move the (possibly several) class axes to one trailing axis, optax-style;
+* ``stable_shift``: the max-shift of a log-sum-exp, finite and gradient-free;
 * ``masked_log_softmax``: log-softmax that treats ``-inf`` logits and ``where=False`` entries as
   structural zeros, with finite values *and* gradients for fully masked rows;
 * ``xlogx`` / ``xlogy``: ``0 * log 0 = 0`` with finite derivatives (custom JVPs).
@@ -13,6 +16,7 @@ One helper per trick, used everywhere:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -49,6 +53,32 @@ def check_integer(x: jax.typing.ArrayLike, name: str) -> jax.Array:
     return x
 
 
+def check_bool_mask(where: jax.typing.ArrayLike, name: str = "where") -> jax.Array:
+    """Return ``where`` as an array, raising ``TypeError`` naming ``name`` unless it is boolean."""
+    where = jnp.asarray(where)
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"`{name}` must be a boolean mask, got dtype {where.dtype}.")
+    return where
+
+
+def static_int(value: int, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as a Python int (a static, trace-time option), at least ``minimum``.
+
+    Accepts anything ``operator.index`` accepts (Python and NumPy integers); raises ``TypeError``
+    naming ``name`` for floats and traced values, ``ValueError`` below ``minimum``.
+    """
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a Python int (a static option), got {type(value).__name__}; "
+            f"mark it static under jit, e.g. `jax.jit(f, static_argnames='{name}')`."
+        ) from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    return value
+
+
 def check_min_rank(x: jax.Array, rank: int, name: str) -> None:
     if x.ndim < rank:
         raise ValueError(f"`{name}` must have rank >= {rank}, got shape {x.shape}.")
@@ -72,10 +102,13 @@ def check_broadcastable(x: jax.Array, shape: tuple[int, ...], name: str, *, to: 
 # Precision and axes.
 
 
-def compute_dtype(*xs: jax.Array) -> jnp.dtype:
-    """The dtype entjax computes in: the inputs' promoted float dtype, at least float32."""
-    dtype = jnp.result_type(*(x.dtype for x in xs))
-    return jnp.promote_types(dtype, jnp.float32)
+def compute_dtype(*xs: jax.typing.ArrayLike) -> jnp.dtype:
+    """The dtype entjax computes in: the inputs' promoted float dtype, at least float32.
+
+    Promotion follows ``jnp.result_type``, so Python scalars (and weakly typed arrays made from
+    them) do not widen the result: a float32 array with a ``0.0`` default stays float32.
+    """
+    return jnp.promote_types(jnp.result_type(*xs), jnp.float32)
 
 
 def upcast(x: jax.Array, dtype: jnp.dtype | None = None) -> jax.Array:
@@ -118,9 +151,7 @@ def class_mask_last(
     """
     if where is None:
         return None
-    where = jnp.asarray(where)
-    if where.dtype != jnp.bool_:
-        raise TypeError(f"`where` must be a boolean mask, got dtype {where.dtype}.")
+    where = check_bool_mask(where)
     if where.ndim != len(shape):
         if where.ndim != len(shape) - len(axes):
             raise ValueError(
@@ -137,9 +168,7 @@ def example_mask(where: jax.typing.ArrayLike | None, shape: tuple[int, ...]) -> 
     """Validate a per-element boolean ``where`` for element-wise functions."""
     if where is None:
         return None
-    where = jnp.asarray(where)
-    if where.dtype != jnp.bool_:
-        raise TypeError(f"`where` must be a boolean mask, got dtype {where.dtype}.")
+    where = check_bool_mask(where)
     check_broadcastable(where, shape, "where", to="the input")
     return jnp.broadcast_to(where, shape)
 
@@ -172,6 +201,15 @@ class LogSoftmax(NamedTuple):
     safe_logits: jax.Array  # logits with invalid entries replaced by 0 (gradient-blocked)
 
 
+def stable_shift(m: jax.Array) -> jax.Array:
+    """The shift of a stable log-sum-exp: the row maximum ``m``, or 0 where it is not finite.
+
+    ``exp(x - shift)`` then never overflows, a row of ``-inf`` forms no ``-inf - (-inf)``, and
+    the shift is gradient-free (``lse(x) = shift + log Σ exp(x - shift)`` does not depend on it).
+    """
+    return lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+
+
 def masked_log_softmax(logits: jax.Array, where: jax.Array | None = None) -> LogSoftmax:
     """Log-softmax over the last axis, safe for ``-inf`` logits and fully masked rows.
 
@@ -184,7 +222,7 @@ def masked_log_softmax(logits: jax.Array, where: jax.Array | None = None) -> Log
         valid = valid & where
     safe_logits = jnp.where(valid, logits, 0.0)
     shift = jnp.max(safe_logits, axis=-1, keepdims=True, where=valid, initial=-jnp.inf)
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
+    shift = stable_shift(shift)
     shifted = safe_logits - shift
     exp = jnp.where(valid, jnp.exp(shifted), 0.0)
     total = jnp.sum(exp, axis=-1, keepdims=True)

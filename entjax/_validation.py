@@ -105,7 +105,8 @@ def checked(fn: Callable[..., Any], *, jit: bool = True) -> Callable[..., Any]:
     """Wrap ``fn`` so that the ``validate_*`` checks inside it raise on failure.
 
     Args:
-      fn: a function that calls :func:`validate_probs` / :func:`validate_labels`.
+      fn: a function that calls :func:`validate_probs`, :func:`validate_labels` or
+        :func:`entjax.validate_max_entropy`.
       jit: compile the checked function with ``jax.jit``.
 
     Returns:

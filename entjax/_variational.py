@@ -15,11 +15,6 @@ from ._divergences import gaussian_kl
 LogDensity = Callable[[jax.Array], jax.Array] | jax.typing.ArrayLike
 
 
-def _float_dtype(*xs: jax.Array) -> jnp.dtype:
-    # result_type keeps Python scalars weak; compute in at least float32.
-    return jnp.promote_types(jnp.result_type(*xs), jnp.float32)
-
-
 def reparameterize(
     key: jax.Array,
     mean: jax.typing.ArrayLike,
@@ -61,10 +56,9 @@ def reparameterize(
     log_var = nx.check_floating(log_var, "log_var")
     nx.check_broadcastable(log_var, mean.shape, "log_var", to="mean")
     shape = jnp.broadcast_shapes(mean.shape, log_var.shape)
-    dtype = _float_dtype(mean, log_var)
+    dtype = nx.compute_dtype(mean, log_var)
     if num_samples is not None:
-        if not (isinstance(num_samples, int) and num_samples >= 1):
-            raise ValueError(f"`num_samples` must be a positive int or None, got {num_samples!r}.")
+        num_samples = nx.static_int(num_samples, "num_samples", minimum=1)
         shape = (num_samples, *shape)
     eps = jax.random.normal(key, shape, dtype)
     std = jnp.broadcast_to(jnp.exp(0.5 * log_var.astype(dtype)), shape)
@@ -188,7 +182,7 @@ def elbo(
         lp = _log_density(log_prior, z, "log_prior")
         for name, x in (("log_q", lq), ("log_prior", lp)):
             nx.check_shape(x, ll.shape, name, expected="the shape of `log_likelihood`")
-        dtype = _float_dtype(ll, lq, lp)
+        dtype = nx.compute_dtype(ll, lq, lp)
         kl = sample_mean(lq.astype(dtype) - lp.astype(dtype))
     expected_ll = sample_mean(nx.upcast(ll))
     if kl.shape != expected_ll.shape:
@@ -196,7 +190,7 @@ def elbo(
             f"elbo: the KL term has batch shape {kl.shape} but the log-likelihood term has "
             f"{expected_ll.shape}; check `sample_axis` and `latent_axis`."
         )
-    dtype = _float_dtype(expected_ll, kl)
+    dtype = nx.compute_dtype(expected_ll, kl)
     expected_ll, kl = expected_ll.astype(dtype), kl.astype(dtype)
     return Elbo(expected_ll - kl, expected_ll, kl)
 

@@ -10,8 +10,7 @@ import optax
 import pytest
 import scipy.special as sps
 import scipy.stats
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 from scipy.spatial.distance import jensenshannon
 

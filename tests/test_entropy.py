@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import scipy.special as sps
 import scipy.stats
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 
 import entjax
