@@ -3,7 +3,7 @@
 The regularised loss of Pereyra et al. (2017) is ``CE + λ · entjax.confidence_penalty(logits)``
 = CE − λ H(p): a positive λ rewards predictive entropy and so fights over-confidence. For every λ
 in ``--lambdas`` and every seed, one member is trained; all members of a dataset train together
-in one vmapped step (:mod:`experiments.ensemble`), λ being a per-member input of the entjax
+in one vmapped step (:mod:`experiments.core.training`), λ being a per-member input of the entjax
 objective. On the test set we report accuracy, NLL, ECE and the mean predictive entropy against
 λ. Large λ over-regularises: predictions approach the uniform distribution (entropy → log C),
 NLL and ECE grow, and eventually accuracy drops too.
@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import time
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from flax import nnx
 
 import entjax
-from experiments import data as data_lib
-from experiments import ensemble as ens
-from experiments import models, reporting, research
+from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core.cli import option
+from experiments.core.runner import Experiment, Outcome
 
 NAME = "confidence_penalty"
 DATASETS = ("digits", "toy")
@@ -41,20 +39,28 @@ METRICS = ("accuracy", "nll", "ece", "mean_entropy")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    lambdas: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-    seeds: int = 2
-    datasets: tuple[str, ...] = DATASETS
-    steps: int = 800
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    width: int = 64
-    toy_width: int = 16
-    toy_train: int = 512
-    toy_test: int = 2048
-    eval_every: int = 100
-    num_bins: int = 15
+class Config(training.SweepConfig):
+    lambdas: tuple[float, ...] = option(
+        (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0), "penalty weights λ >= 0"
+    )
+    datasets: tuple[str, ...] = option(DATASETS, "datasets", choices=DATASETS)
+    steps: int = option(800, "Adam steps")
+    learning_rate: float = option(3e-3, "peak Adam learning rate (cosine schedule)")
+    width: int = option(64, "MLP width (digits)")
+    toy_width: int = option(16, "MLP width (toy)")
+    toy_train: int = option(512, "toy training points")
+    toy_test: int = option(2048, "toy test points")
+    num_bins: int = option(15, "ECE bins")
+
+    def __post_init__(self):
+        super().__post_init__()
+        cli.require_all_positive(self, "lambdas", allow_zero=True)
+        cli.require_choice(self, "datasets", DATASETS)
+        cli.require(len(self.datasets) > 0, "--datasets needs at least one dataset")
+        for name in ("width", "toy_width"):
+            cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
+        for name in ("toy_train", "toy_test", "num_bins"):
+            cli.require(getattr(self, name) >= 2, f"{cli.flag(name)} must be >= 2")
 
 
 SMOKE = {
@@ -97,13 +103,13 @@ def load(name: str, config: Config) -> Split:
         x_train, y_train = toy_points(config.toy_train, seed=config.seed)
         x_test, y_test = toy_points(config.toy_test, seed=config.seed + 1)
         return Split(x_train, y_train, x_test, y_test, 2, (1, 2, 1))
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    raise cli.ConfigError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
 # --------------------------------------------------------------------------- training
 
 
-def make_loss_fn(ensemble: ens.Ensemble):
+def make_loss_fn(ensemble: training.Ensemble):
     """``CE + lam · confidence_penalty`` with ``lam`` a per-member batch field."""
 
     def apply_fn(params, batch):
@@ -122,22 +128,13 @@ def make_loss_fn(ensemble: ens.Ensemble):
     )
 
 
-def run_dataset(
-    name: str,
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool,
-    progress: bool,
-    stop_after_step: int | None,
-) -> dict[str, Any] | None:
+def run_dataset(name: str, config: Config, options: cli.RunOptions) -> dict[str, Any]:
+    """Train one member per (λ, seed) on dataset ``name``; test metrics against λ."""
     split = load(name, config)
-    member_list = research.member_grid(lam=config.lambdas, seed=tuple(range(config.seeds)))
-    k = len(member_list)
-    mesh = research.mesh_for(k)
+    grid = training.member_grid(lam=config.lambdas, seed=tuple(range(config.seeds)))
     width = config.width if name == "digits" else config.toy_width
 
-    def model_fn(rngs: nnx.Rngs) -> nnx.Module:
+    def model_fn(rngs):
         return models.build_model(
             "mlp",
             num_classes=split.num_classes,
@@ -146,86 +143,84 @@ def run_dataset(
             rngs=rngs,
         )
 
-    ensemble = ens.init_ensemble(model_fn, k, seed=config.seed, mesh=mesh)
-    tx = ens.make_optimizer(config.learning_rate, steps=config.steps)
-    step_fn = ens.make_train_step(make_loss_fn(ensemble), tx, mesh)
-    eval_logits = ens.make_eval_fn(ensemble.apply, mesh)
-    n = len(split.y_train)
-    batch_size = min(config.batch_size, n)
+    members = training.Members.create(model_fn, len(grid), seed=config.seed)
 
     def evaluate(params) -> dict[str, np.ndarray]:
-        logits = ens.predict(eval_logits, params, split.x_test, mesh)
-        return research.member_metrics(logits, split.y_test, num_bins=config.num_bins)
+        logits = members.predict(params, split.x_test)
+        return metrics.member_summary(logits, split.y_test, num_bins=config.num_bins)
 
-    result, curves = research.train_with_evals(
-        step_fn=step_fn,
-        params=ensemble.params,
-        opt_state=ens.init_opt_state(tx, ensemble.params, mesh),
+    result = members.train_sweep(
+        make_loss_fn(members.ensemble),
+        config,
+        options,
         data={"image": split.x_train, "label": split.y_train},
-        indices_fn=lambda s: data_lib.ensemble_batch_indices(
-            config.seed, s, num_members=k, n=n, batch_size=batch_size
-        ),
-        num_steps=config.steps,
-        mesh=mesh,
-        eval_fn=evaluate,
-        eval_every=config.eval_every,
-        checkpoint_dir=os.path.join(out_dir, "checkpoints", name),
-        member_inputs={"lam": np.array([m["lam"] for m in member_list], np.float32)},
-        resume=resume,
         run_config={**dataclasses.asdict(config), "dataset": name},
-        progress=progress,
+        name=name,
         description=f"{NAME}/{name}",
-        stop_after_step=stop_after_step,
+        member_inputs={"lam": np.array([m["lam"] for m in grid], np.float32)},
+        evaluate=evaluate,
+        member_names=training.member_names(grid),
     )
-    if result.stopped_early:
-        return None
-    final = {m: curves.metrics[m][-1] for m in METRICS}  # (K,)
-    lam_of = np.array([m["lam"] for m in member_list])
-    out: dict[str, Any] = {
+    out = summarise(result, grid, config, split)
+    if name == "toy":
+        out["surface"] = toy_surface(members, result.params, grid)
+    return out
+
+
+def summarise(
+    result: training.TrainResult, grid: list[dict[str, Any]], config: Config, split: Split
+) -> dict[str, Any]:
+    """Final test metrics per λ (mean ± std over seeds) and the curves, averaged over seeds."""
+    curves = result.curves
+    lam_of = [m["lam"] for m in grid]
+    lams = config.lambdas
+    final = curves.final()
+    by_lam = lambda values: [
+        np.asarray(values)[:, np.asarray(lam_of) == lam].mean(1) for lam in lams
+    ]
+    return {
         "num_classes": split.num_classes,
         "num_train": len(split.y_train),
         "num_test": len(split.y_test),
         "max_entropy": math.log(split.num_classes),
-        "lambdas": list(config.lambdas),
-        "per_lambda": {
-            m: {
-                "mean": [float(final[m][lam_of == lam].mean()) for lam in config.lambdas],
-                "std": [float(final[m][lam_of == lam].std()) for lam in config.lambdas],
-            }
-            for m in METRICS
-        },
+        "lambdas": list(lams),
+        "per_lambda": {m: metrics.group_mean_std(final[m], lam_of, lams) for m in METRICS},
         "eval_steps": curves.steps,
-        "curves": {
-            m: [curves.metrics[m][:, lam_of == lam].mean(1) for lam in config.lambdas]
-            for m in METRICS
-        },
-        "final_train_loss": [
-            float(result.loss_history[-1, lam_of == lam].mean()) for lam in config.lambdas
-        ],
+        "curves": {m: by_lam(curves.metrics[m]) for m in METRICS},
+        "final_train_loss": metrics.group_mean_std(result.loss_history[-1], lam_of, lams)["mean"],
     }
-    if name == "toy":
-        g = np.linspace(-3.0, 3.0, 41, dtype=np.float32)
-        gx, gy = np.meshgrid(g, g)
-        grid = np.stack([gx.ravel(), gy.ravel()], -1).reshape(-1, 1, 2, 1)
-        logits = ens.predict(eval_logits, result.params, grid, mesh)  # (K, G, 2)
-        prob1 = np.asarray(jax.nn.softmax(logits, -1))[..., 1]
-        first_seed = [i for i, m in enumerate(member_list) if m["seed"] == 0]
-        out["surface"] = {
-            "grid": g,
-            "prob_class1": [np.round(prob1[i].reshape(len(g), len(g)), 4) for i in first_seed],
-        }
-    return out
+
+
+def toy_surface(members: training.Members, params: Any, grid: list[dict[str, Any]]) -> dict:
+    """p(y=1 | x) on a 41 × 41 grid over [-3, 3]², for the seed-0 member of every λ."""
+    g = np.linspace(-3.0, 3.0, 41, dtype=np.float32)
+    gx, gy = np.meshgrid(g, g)
+    points = np.stack([gx.ravel(), gy.ravel()], -1).reshape(-1, 1, 2, 1)
+    prob1 = np.asarray(jax.nn.softmax(members.predict(params, points), -1))[..., 1]
+    first_seed = [i for i, m in enumerate(grid) if m["seed"] == 0]
+    return {
+        "grid": g,
+        "prob_class1": [np.round(prob1[i].reshape(len(g), len(g)), 4) for i in first_seed],
+    }
+
+
+def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
+    return Outcome(
+        {"datasets": {name: run_dataset(name, config, options) for name in config.datasets}}
+    )
 
 
 # --------------------------------------------------------------------------- outputs
 
 
-def make_report(results: dict[str, Any], config: Config) -> str:
+def report(results: dict[str, Any]) -> str:
+    config = results["config"]
     lines = [
         "# Confidence penalty: CE − λ·H",
         "",
-        f"{config.seeds} seed(s) per λ, {config.steps} Adam steps (lr {config.learning_rate}, "
-        "cosine); test-set metrics, mean ± std over seeds. Entropy in nats.",
+        f"{config['seeds']} seed(s) per λ, {config['steps']} Adam steps (lr "
+        f"{config['learning_rate']}, cosine); test-set metrics, mean ± std over seeds. "
+        "Entropy in nats.",
     ]
     for name, r in results["datasets"].items():
         rows = []
@@ -241,7 +236,7 @@ def make_report(results: dict[str, Any], config: Config) -> str:
             "",
             f"## {name} ({r['num_classes']} classes, max entropy {r['max_entropy']:.3f} nats)",
             "",
-            reporting.markdown_table(["λ", "accuracy", "NLL", "ECE", "mean entropy"], rows),
+            outputs.markdown_table(["λ", "accuracy", "NLL", "ECE", "mean entropy"], rows),
         ]
     return "\n".join(lines)
 
@@ -253,9 +248,9 @@ def _lambda_axis(ax: Any, lambdas: Sequence[float]) -> None:
     ax.set_xlabel("λ")
 
 
-def make_figures(results: dict[str, Any]) -> dict[str, Any]:
-    figures = {}
-    fig, axes = reporting.new_figure(1, len(METRICS), size=(3.6, 3.0))
+def figures(results: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    fig, axes = outputs.new_figure(1, len(METRICS), size=(3.6, 3.0))
     titles = {
         "accuracy": "test accuracy",
         "nll": "test NLL (nats)",
@@ -275,9 +270,9 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     axes[0, 0].legend()
     fig.suptitle("Confidence penalty sweep (test set)")
     fig.tight_layout()
-    figures["metrics_vs_lambda"] = fig
+    out["metrics_vs_lambda"] = fig
 
-    fig, axes = reporting.new_figure(1, len(results["datasets"]), size=(4.2, 3.2))
+    fig, axes = outputs.new_figure(1, len(results["datasets"]), size=(4.2, 3.2))
     for ax, (name, r) in zip(axes[0], results["datasets"].items(), strict=True):
         for lam, curve in zip(r["lambdas"], r["curves"]["nll"], strict=True):
             ax.plot(r["eval_steps"], curve, label=f"λ={lam:g}")
@@ -286,12 +281,12 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
         ax.set_yscale("log")
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
-    figures["curves"] = fig
+    out["curves"] = fig
 
     toy = results["datasets"].get("toy")
     if toy is not None and "surface" in toy:
         lams = toy["lambdas"]
-        fig, axes = reporting.new_figure(1, len(lams), size=(2.6, 2.5))
+        fig, axes = outputs.new_figure(1, len(lams), size=(2.6, 2.5))
         g = np.asarray(toy["surface"]["grid"])
         for ax, lam, prob in zip(axes[0], lams, toy["surface"]["prob_class1"], strict=True):
             im = ax.contourf(g, g, np.asarray(prob), levels=np.linspace(0, 1, 11), cmap="RdBu_r")
@@ -301,52 +296,12 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
             ax.set_yticks([])
         fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="p(y=1 | x)")
         fig.suptitle("Toy problem: p(y=1 | x) for seed 0; dashed: true boundary", y=1.06)
-        figures["toy_surfaces"] = fig
-    return figures
+        out["toy_surfaces"] = fig
+    return out
 
 
-def run(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    smoke: bool = False,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
-    """Train and evaluate every dataset, write the outputs; ``None`` if stopped early."""
-    started = time.time()
-    datasets = {}
-    for name in config.datasets:
-        r = run_dataset(
-            name,
-            config,
-            out_dir,
-            resume=resume,
-            progress=progress,
-            stop_after_step=stop_after_step,
-        )
-        if r is None:
-            return None
-        datasets[name] = r
-    results = {"experiment": NAME, "datasets": datasets}
-    results.update(research.run_metadata(config, smoke=smoke, started=started))
-    results = reporting.to_jsonable(results)
-    research.write_outputs(out_dir, results, make_report(results, config), make_figures(results))
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    return research.cli_main(
-        argv,
-        doc=__doc__,
-        name=NAME,
-        config_cls=Config,
-        smoke=SMOKE,
-        run=run,
-        make_report=make_report,
-    )
-
+EXPERIMENT = Experiment(NAME, __doc__, Config, SMOKE, train_and_evaluate, report, figures)
+main, run = EXPERIMENT.main, EXPERIMENT.run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

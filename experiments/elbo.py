@@ -5,7 +5,7 @@ gives a proper likelihood and bounds are comparable numbers in nats per image.
 
 Model: encoder :math:`q(z \\mid x) = \\mathcal N(\\mu, \\mathrm{diag}\\, e^{v})` and decoder
 :math:`p(x \\mid z) = \\prod \\mathrm{Bernoulli}(\\sigma(f(z)))`, both MLPs from
-:mod:`experiments.models`; prior :math:`\\mathcal N(0, I)`. One member per (training k, seed):
+:mod:`experiments.core.models`; prior :math:`\\mathcal N(0, I)`. One member per (training k, seed):
 k = 1 trains the ELBO with the analytic KL (``entjax.elbo``), k > 1 trains the IWAE bound
 (``entjax.iwae_bound`` with a sample mask, so members with different k share one vmapped,
 compiled step). During training the test-set ELBO and IWAE bounds for k ∈ ``--eval-ks`` are
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import time
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,28 +31,34 @@ import numpy as np
 from flax import nnx
 
 import entjax
-from experiments import data as data_lib
-from experiments import ensemble as ens
-from experiments import models, reporting, research
+from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core.cli import option
+from experiments.core.distributed import to_host
+from experiments.core.runner import Experiment, Outcome
 
 NAME = "elbo"
 NUM_PIXELS = 64
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    train_ks: tuple[int, ...] = (1, 5, 50)
-    seeds: int = 2
-    latent_dim: int = 8
-    width: int = 128
-    steps: int = 3000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    eval_every: int = 250
-    eval_ks: tuple[int, ...] = (1, 5, 50)
-    final_k: int = 1000
-    threshold: float = 0.5
+class Config(training.SweepConfig):
+    train_ks: tuple[int, ...] = option((1, 5, 50), "training bounds: 1 = ELBO, k > 1 = IWAE-k")
+    latent_dim: int = option(8, "dimension of z")
+    width: int = option(128, "encoder / decoder MLP width")
+    steps: int = option(3000, "Adam steps")
+    learning_rate: float = option(1e-3, "peak Adam learning rate (cosine schedule)")
+    eval_every: int = option(250, "steps between evaluations (and checkpoints)")
+    eval_ks: tuple[int, ...] = option((1, 5, 50), "bounds recorded on the test set during training")
+    final_k: int = option(1000, "importance samples of the final log p(x) estimate")
+    threshold: float = option(0.5, "binarisation threshold of the pixels")
+
+    def __post_init__(self):
+        super().__post_init__()
+        cli.require_all_positive(self, "train_ks", "eval_ks")
+        for name in ("latent_dim", "width"):
+            cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
+        cli.require(self.final_k >= 1, "--final-k must be >= 1")
+        cli.require(0.0 < self.threshold < 1.0, "--threshold must lie in (0, 1)")
 
 
 SMOKE = {
@@ -124,7 +129,7 @@ def bound(log_lik, log_weights, mean, log_var, k):
     return jnp.where(k == 1, elbo, iwae)
 
 
-def make_loss_fn(ensemble: ens.Ensemble, seed: int, num_samples: int):
+def make_loss_fn(ensemble: training.Ensemble, seed: int, num_samples: int):
     def apply_fn(params, batch):
         return ensemble.module(params)(batch["image"], batch["key"], num_samples)
 
@@ -148,7 +153,7 @@ def make_loss_fn(ensemble: ens.Ensemble, seed: int, num_samples: int):
     return loss_fn
 
 
-def make_evaluator(ensemble: ens.Ensemble, ks: Sequence[int], seed: int, chunk: int = 512):
+def make_evaluator(ensemble: training.Ensemble, ks: Sequence[int], seed: int, chunk: int = 512):
     """``(params, x) -> {"k1": (K,), "k5": ...}``: mean test bounds (nats per image) per member.
 
     ``k = 1`` is the analytic-KL ELBO; larger k the IWAE bound from k fresh samples.
@@ -181,7 +186,7 @@ def make_evaluator(ensemble: ens.Ensemble, ks: Sequence[int], seed: int, chunk: 
             out = chunk_bounds(params, jnp.asarray(xp[start : start + size]), start)
             valid = min(size, n - start)
             for name, v in out.items():
-                v = np.asarray(ens.to_host(v), np.float64)[:, :valid]
+                v = np.asarray(to_host(v), np.float64)[:, :valid]
                 sums[name] = sums.get(name, 0.0) + v.sum(-1)
         return {name: s_ / n for name, s_ in sums.items()}
 
@@ -192,106 +197,86 @@ def binarize(images: np.ndarray, threshold: float) -> np.ndarray:
     return (images > threshold).astype(np.float32)
 
 
-def train_and_evaluate(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after_step: int | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
+    """Train one VAE per (training k, seed); test bounds, log p(x), samples."""
     data = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
     x_train = binarize(data.x_train, config.threshold)
     x_test = binarize(data.x_test, config.threshold)
-    member_list = research.member_grid(train_k=config.train_ks, seed=tuple(range(config.seeds)))
-    k = len(member_list)
-    mesh = research.mesh_for(k)
+    grid = training.member_grid(train_k=config.train_ks, seed=tuple(range(config.seeds)))
 
     def model_fn(rngs: nnx.Rngs) -> nnx.Module:
         return VAE(latent_dim=config.latent_dim, width=config.width, rngs=rngs)
 
-    ensemble = ens.init_ensemble(model_fn, k, seed=config.seed, mesh=mesh)
-    tx = ens.make_optimizer(config.learning_rate, steps=config.steps)
-    loss_fn = make_loss_fn(ensemble, config.seed, max(config.train_ks))
-    step_fn = ens.make_train_step(loss_fn, tx, mesh)
-    evaluator = make_evaluator(ensemble, config.eval_ks, config.seed)
-    n = len(x_train)
-
-    result, curves = research.train_with_evals(
-        step_fn=step_fn,
-        params=ensemble.params,
-        opt_state=ens.init_opt_state(tx, ensemble.params, mesh),
+    members = training.Members.create(model_fn, len(grid), seed=config.seed)
+    evaluator = make_evaluator(members.ensemble, config.eval_ks, config.seed)
+    result = members.train_sweep(
+        make_loss_fn(members.ensemble, config.seed, max(config.train_ks)),
+        config,
+        options,
         data={"image": x_train},
-        indices_fn=lambda s: data_lib.ensemble_batch_indices(
-            config.seed, s, num_members=k, n=n, batch_size=config.batch_size
-        ),
-        num_steps=config.steps,
-        mesh=mesh,
-        eval_fn=lambda p: evaluator(p, x_test),
-        eval_every=config.eval_every,
-        checkpoint_dir=os.path.join(out_dir, "checkpoints"),
-        member_inputs={
-            "k": np.array([m["train_k"] for m in member_list], np.int32),
-            "member": np.arange(k, dtype=np.int32),
-        },
-        resume=resume,
-        run_config=dataclasses.asdict(config),
-        progress=progress,
         description=NAME,
-        stop_after_step=stop_after_step,
+        member_inputs={
+            "k": np.array([m["train_k"] for m in grid], np.int32),
+            "member": np.arange(len(grid), dtype=np.int32),
+        },
+        evaluate=lambda p: evaluator(p, x_test),
+        member_names=training.member_names(grid),
     )
-    if result.stopped_early:
-        return None
-    final = make_evaluator(ensemble, (config.final_k,), config.seed + 1, chunk=20)(
+    final = make_evaluator(members.ensemble, (config.final_k,), config.seed + 1, chunk=20)(
         result.params, x_test
     )[f"k{config.final_k}"]
-    train_k_of = np.array([m["train_k"] for m in member_list])
+    vae = summarise(result, final, grid, config)
+    best = max(i for i, m in enumerate(grid) if m["seed"] == 0)  # seed 0, largest k
+    images = sample_images(members, result.params, best, x_test, config)
+    return Outcome({"vae": vae}, arrays=images)
+
+
+def summarise(
+    result: training.TrainResult, final: np.ndarray, grid: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
+    """Per training k: test bounds, log p(x), final training loss (mean ± std over seeds)."""
+    curves = result.curves
+    train_k_of = np.array([m["train_k"] for m in grid])
     eval_names = [f"k{e}" for e in sorted(set(config.eval_ks))]
-
-    def per_k(values: np.ndarray) -> dict[str, list[float]]:
-        return {
-            "mean": [float(values[train_k_of == t].mean()) for t in config.train_ks],
-            "std": [float(values[train_k_of == t].std()) for t in config.train_ks],
-        }
-
-    out = {
-        "train_ks": list(config.train_ks),
+    ks = config.train_ks
+    return {
+        "train_ks": list(ks),
         "eval_ks": sorted(set(config.eval_ks)),
         "final_k": config.final_k,
-        "test_bounds": {name: per_k(curves.metrics[name][-1]) for name in eval_names},
-        "test_log_likelihood": per_k(final),
-        "train_loss_final": per_k(result.loss_history[-1]),
-        "eval_steps": curves.steps,
-        "curves": {
-            name: [curves.metrics[name][:, train_k_of == t].mean(1) for t in config.train_ks]
+        "test_bounds": {
+            name: metrics.group_mean_std(curves.metrics[name][-1], train_k_of, ks)
             for name in eval_names
         },
-        "members": [
-            {**m, "test_log_likelihood": float(final[i])} for i, m in enumerate(member_list)
-        ],
+        "test_log_likelihood": metrics.group_mean_std(final, train_k_of, ks),
+        "train_loss_final": metrics.group_mean_std(result.loss_history[-1], train_k_of, ks),
+        "eval_steps": curves.steps,
+        "curves": {
+            name: [curves.metrics[name][:, train_k_of == t].mean(1) for t in ks]
+            for name in eval_names
+        },
+        "members": [{**m, "test_log_likelihood": float(final[i])} for i, m in enumerate(grid)],
     }
-    # Images from the first member trained with the largest k.
-    best = max(i for i, m in enumerate(member_list) if m["seed"] == 0)
-    model = ensemble.module(_member(result.params, best))
+
+
+def sample_images(
+    members: training.Members, params: Any, index: int, x_test: np.ndarray, config: Config
+) -> dict[str, np.ndarray]:
+    """Decoded prior samples and test reconstructions of member ``index``, for the figures."""
+    model = members.ensemble.module(members.member_params(params, index))
     z = jax.random.normal(jax.random.key(config.seed + 3), (32, config.latent_dim))
     samples = np.asarray(jax.nn.sigmoid(model.decode(z))).reshape(-1, 8, 8)
     mean, _ = model.encode(jnp.asarray(x_test[:16]))
     recon = np.asarray(jax.nn.sigmoid(model.decode(mean))).reshape(-1, 8, 8)
-    images = {
+    return {
         "samples": samples,
         "originals": x_test[:16, ..., 0],
         "reconstructions": recon,
-        "image_member": np.asarray(best),
+        "image_member": np.asarray(index),
     }
-    return out, images
 
 
-def _member(params: Any, index: int) -> Any:
-    return jax.tree.map(lambda a: np.asarray(ens.to_host(a))[index], params)
-
-
-def make_report(results: dict[str, Any], config: Config) -> str:
-    r = results["vae"]
+def report(results: dict[str, Any]) -> str:
+    r, config = results["vae"], results["config"]
     names = [f"k{e}" for e in r["eval_ks"]]
     rows = []
     for i, t in enumerate(r["train_ks"]):
@@ -314,11 +299,11 @@ def make_report(results: dict[str, Any], config: Config) -> str:
         [
             "# VAE on binarised digits: ELBO vs importance-weighted bounds",
             "",
-            f"Latent dim {config.latent_dim}, MLP width {config.width}, {config.steps} Adam steps, "
-            f"{config.seeds} seed(s); nats per 8×8 image (higher is better), mean ± std over "
-            "seeds.",
+            f"Latent dim {config['latent_dim']}, MLP width {config['width']}, {config['steps']} "
+            f"Adam steps, {config['seeds']} seed(s); nats per 8×8 image (higher is better), "
+            "mean ± std over seeds.",
             "",
-            reporting.markdown_table(headers, rows, digits=3),
+            outputs.markdown_table(headers, rows, digits=3),
         ]
     )
 
@@ -335,10 +320,10 @@ def _grid(ax: Any, images: np.ndarray, cols: int) -> None:
     ax.set_yticks([])
 
 
-def make_figures(results: dict[str, Any], images: dict[str, np.ndarray]) -> dict[str, Any]:
+def figures(results: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
     r = results["vae"]
     names = [f"k{e}" for e in r["eval_ks"]]
-    fig, axes = reporting.new_figure(1, len(r["train_ks"]), size=(3.6, 3.0))
+    fig, axes = outputs.new_figure(1, len(r["train_ks"]), size=(3.6, 3.0))
     for ax, (i, t) in zip(axes[0], enumerate(r["train_ks"]), strict=True):
         for n in names:
             curve = np.asarray(r["curves"][n][i], float)
@@ -352,11 +337,11 @@ def make_figures(results: dict[str, Any], images: dict[str, np.ndarray]) -> dict
     fig.tight_layout()
     figures = {"curves": fig}
 
-    fig, axes = reporting.new_figure(1, 1, size=(4.0, 2.2))
+    fig, axes = outputs.new_figure(1, 1, size=(4.0, 2.2))
     _grid(axes[0, 0], images["samples"], 8)
     axes[0, 0].set_title("Samples: Bernoulli means of decoded z ~ N(0, I)")
     figures["samples"] = fig
-    fig, axes = reporting.new_figure(2, 1, size=(4.0, 1.3))
+    fig, axes = outputs.new_figure(2, 1, size=(4.0, 1.3))
     _grid(axes[0, 0], images["originals"], 16)
     axes[0, 0].set_title("test images (binarised)")
     _grid(axes[1, 0], images["reconstructions"], 16)
@@ -365,43 +350,8 @@ def make_figures(results: dict[str, Any], images: dict[str, np.ndarray]) -> dict
     return figures
 
 
-def run(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    smoke: bool = False,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
-    """Train, evaluate, write the outputs; ``None`` if stopped early."""
-    started = time.time()
-    out = train_and_evaluate(
-        config, out_dir, resume=resume, progress=progress, stop_after_step=stop_after_step
-    )
-    if out is None:
-        return None
-    vae, images = out
-    results = {"experiment": NAME, "vae": vae}
-    results.update(research.run_metadata(config, smoke=smoke, started=started))
-    results = reporting.to_jsonable(results)
-    research.write_outputs(
-        out_dir, results, make_report(results, config), make_figures(results, images)
-    )
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    return research.cli_main(
-        argv,
-        doc=__doc__,
-        name=NAME,
-        config_cls=Config,
-        smoke=SMOKE,
-        run=run,
-        make_report=make_report,
-    )
-
+EXPERIMENT = Experiment(NAME, __doc__, Config, SMOKE, train_and_evaluate, report, figures)
+main, run = EXPERIMENT.main, EXPERIMENT.run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,7 +17,8 @@ Two parts:
 2. **Training speed** on digits: MLP members trained with CE or MSE (Brier) by plain SGD, from the
    standard initialisation and from an overconfident one (logits multiplied by
    ``--logit-scale``), several seeds each, all members vmapped in one compiled step
-   (:mod:`experiments.ensemble`). Test accuracy and NLL are recorded every ``--eval-every`` steps.
+   (:mod:`experiments.core.training`). Test accuracy and NLL are recorded every
+   ``--eval-every`` steps.
 
 Run ``python -m experiments.entropy_vs_mse`` (``--smoke`` for a seconds-long check). Writes
 ``results.json``, ``report.md``, ``gradients.png`` and ``training.png`` to ``--out``.
@@ -26,7 +27,7 @@ Run ``python -m experiments.entropy_vs_mse`` (``--smoke`` for a seconds-long che
 from __future__ import annotations
 
 import dataclasses
-import time
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,27 +38,37 @@ import optax
 from flax import nnx
 
 import entjax
-from experiments import data as data_lib
-from experiments import ensemble as ens
-from experiments import models, reporting, research
+from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core.cli import option
+from experiments.core.runner import Experiment, Outcome
 
 NAME = "entropy_vs_mse"
 LOSSES = ("ce", "mse")
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    num_classes: int = 10  # classes in the gradient study
-    steps: int = 600
-    batch_size: int = 64
-    learning_rate: float = 0.1
-    optimizer: str = "sgd"  # "sgd" or "adam"
-    width: int = 64
-    seeds: int = 3  # members per (loss, init) pair
-    logit_scale: float = 10.0  # the overconfident initialisation multiplies logits by this
-    eval_every: int = 50
-    target_accuracy: float = 0.9
+class Config(training.SweepConfig):
+    num_classes: int = option(10, "classes in the gradient study")
+    steps: int = option(600, "training steps")
+    learning_rate: float = option(0.1, "learning rate (constant)")
+    optimizer: str = option("sgd", "optimizer", choices=OPTIMIZERS)
+    width: int = option(64, "MLP width")
+    seeds: int = option(3, "members per (loss, init) pair")
+    logit_scale: float = option(10.0, "the overconfident initialisation multiplies logits by this")
+    eval_every: int = option(50, "steps between evaluations (and checkpoints)")
+    target_accuracy: float = option(0.9, "test accuracy whose first step is reported")
+    gradients_only: bool = option(False, "skip the training part")
+
+    def __post_init__(self):
+        super().__post_init__()
+        cli.require_positive(self, "logit_scale")
+        cli.require_choice(self, "optimizer", OPTIMIZERS)
+        cli.require(self.width >= 1, "--width must be >= 1")
+        cli.require(self.num_classes >= 2, "--num-classes must be >= 2")
+        cli.require(0.0 < self.target_accuracy <= 1.0, "--target-accuracy must lie in (0, 1]")
 
 
 SMOKE = {"steps": 20, "batch_size": 32, "width": 16, "seeds": 1, "eval_every": 10}
@@ -116,12 +127,12 @@ def gradient_table(wrong_logits: Sequence[float], num_classes: int = 10) -> dict
 
 
 def members(config: Config) -> list[dict[str, Any]]:
-    return research.member_grid(
+    return training.member_grid(
         loss=LOSSES, init=("standard", "overconfident"), seed=tuple(range(config.seeds))
     )
 
 
-def make_loss_fn(ensemble: ens.Ensemble):
+def make_loss_fn(ensemble: training.Ensemble):
     """Per-member objective: the batch field ``use_mse`` (0 or 1, one value per member) switches
     the CE term off and the MSE (Brier) term on; ``logit_scale`` multiplies the logits."""
 
@@ -156,88 +167,83 @@ def steps_to_reach(steps: Sequence[int], accuracy: np.ndarray, target: float) ->
     return int(steps[hit[0]]) if len(hit) else None
 
 
-def train_and_evaluate(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
+def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
+    """Part 1 (gradients, closed forms checked) and, unless ``gradients_only``, part 2."""
+    results: dict[str, Any] = {"gradients": gradient_study(config.num_classes)}
+    if not config.gradients_only:
+        results["training"] = train_losses(config, options)
+    return Outcome(results)
+
+
+def gradient_study(num_classes: int) -> dict[str, Any]:
+    """:func:`gradient_table` over a range of wrong logits, with its largest error."""
+    grads: dict[str, Any] = gradient_table(
+        (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0), num_classes
+    )
+    errors = [
+        abs(a - b)
+        for kind in ("ce", "mse")
+        for a, b in zip(grads[f"grad_{kind}"], grads[f"grad_{kind}_closed_form"], strict=True)
+    ]
+    grads["max_abs_error"] = max(errors)
+    return grads
+
+
+def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
+    """Train every (loss, init, seed) member on digits; test accuracy and NLL curves."""
     data = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
-    member_list = members(config)
-    k = len(member_list)
-    mesh = research.mesh_for(k)
+    grid = members(config)
 
     def model_fn(rngs: nnx.Rngs) -> nnx.Module:
         return models.build_model(
             "mlp", num_classes=data.num_classes, width=config.width, rngs=rngs
         )
 
-    ensemble = ens.init_ensemble(model_fn, k, seed=config.seed, mesh=mesh)
-    if config.optimizer == "sgd":
-        tx = optax.sgd(config.learning_rate)
-    elif config.optimizer == "adam":
-        tx = optax.adam(config.learning_rate)
-    else:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'sgd' or 'adam'")
-    opt_state = ens.init_opt_state(tx, ensemble.params, mesh)
-    step_fn = ens.make_train_step(make_loss_fn(ensemble), tx, mesh)
+    ensemble = training.Members.create(model_fn, len(grid), seed=config.seed)
+    tx = {"sgd": optax.sgd, "adam": optax.adam}[config.optimizer](config.learning_rate)
     scale = np.array(
-        [config.logit_scale if m["init"] == "overconfident" else 1.0 for m in member_list],
-        np.float32,
+        [config.logit_scale if m["init"] == "overconfident" else 1.0 for m in grid], np.float32
     )
-    member_inputs = {
-        "use_mse": np.array([m["loss"] == "mse" for m in member_list], np.float32),
-        "logit_scale": scale,
-    }
-    train_data = {"image": data.x_train, "label": data.y_train}
-    n = len(data.y_train)
-    eval_logits = ens.make_eval_fn(ensemble.apply, mesh)
+    test_nll = jax.jit(entjax.softmax_cross_entropy_with_integer_labels)
 
     def evaluate(params) -> dict[str, np.ndarray]:
-        logits = ens.predict(eval_logits, params, data.x_test, mesh) * scale[:, None, None]
-        acc = (logits.argmax(-1) == data.y_test[None]).mean(-1)
-        nll = np.asarray(
-            jax.jit(entjax.softmax_cross_entropy_with_integer_labels)(
-                jnp.asarray(logits), jnp.asarray(np.broadcast_to(data.y_test, logits.shape[:2]))
-            )
-        ).mean(-1)
-        return {"test_accuracy": acc, "test_nll": nll}
+        logits = ensemble.predict(params, data.x_test) * scale[:, None, None]
+        labels = np.broadcast_to(data.y_test, logits.shape[:2])
+        nll = np.asarray(test_nll(jnp.asarray(logits), jnp.asarray(labels))).mean(-1)
+        return {"test_accuracy": (logits.argmax(-1) == data.y_test[None]).mean(-1), "test_nll": nll}
 
-    result, curves = research.train_with_evals(
-        step_fn=step_fn,
-        params=ensemble.params,
-        opt_state=opt_state,
-        data=train_data,
-        indices_fn=lambda s: data_lib.ensemble_batch_indices(
-            config.seed, s, num_members=k, n=n, batch_size=config.batch_size
-        ),
-        num_steps=config.steps,
-        mesh=mesh,
-        eval_fn=evaluate,
-        eval_every=config.eval_every,
-        checkpoint_dir=f"{out_dir}/checkpoints",
-        member_inputs=member_inputs,
-        resume=resume,
-        run_config=dataclasses.asdict(config),
-        progress=progress,
+    result = ensemble.train_sweep(
+        make_loss_fn(ensemble.ensemble),
+        config,
+        options,
+        data={"image": data.x_train, "label": data.y_train},
+        tx=tx,
         description=NAME,
-        stop_after_step=stop_after_step,
+        member_inputs={
+            "use_mse": np.array([m["loss"] == "mse" for m in grid], np.float32),
+            "logit_scale": scale,
+        },
+        evaluate=evaluate,
+        member_names=training.member_names(grid),
     )
-    if result.stopped_early:
-        return None
-    groups = {}
+    return summarise(result, grid, config)
+
+
+def summarise(
+    result: training.TrainResult, grid: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
+    """Per (loss, init): final test metrics over seeds, curves, steps to the target accuracy."""
+    curves, groups = result.curves, {}
     for loss in LOSSES:
         for init in ("standard", "overconfident"):
-            idx = [i for i, m in enumerate(member_list) if m["loss"] == loss and m["init"] == init]
+            idx = [i for i, m in enumerate(grid) if m["loss"] == loss and m["init"] == init]
             acc = curves.metrics["test_accuracy"][:, idx]  # (T, seeds)
             nll = curves.metrics["test_nll"][:, idx]
             groups[f"{loss}/{init}"] = {
                 "loss": loss,
                 "init": init,
-                "final_test_accuracy": reporting.mean_std(acc[-1]),
-                "final_test_nll": reporting.mean_std(nll[-1]),
+                "final_test_accuracy": metrics.mean_std(acc[-1]),
+                "final_test_nll": metrics.mean_std(nll[-1]),
                 "test_accuracy_curve": acc.mean(1),
                 "test_nll_curve": nll.mean(1),
                 "train_loss_curve": result.loss_history[:, idx].mean(1),
@@ -247,86 +253,67 @@ def train_and_evaluate(
                 ],
             }
     return {
-        "members": member_list,
+        "members": grid,
         "eval_steps": curves.steps,
         "groups": groups,
-        "completed_steps": result.completed_steps,
+        "completed_steps": config.steps,
     }
 
 
 # --------------------------------------------------------------------------- outputs
 
 
-def make_report(results: dict[str, Any], config: Config) -> str:
-    g = results["gradients"]
+def _gradient_section(g: dict[str, Any], num_classes: int) -> list[str]:
+    columns = zip(
+        g["wrong_logit"], g["wrong_prob"], g["true_prob"], g["grad_ce"], g["grad_mse"], strict=True
+    )
     rows = [
-        [
-            f"{t:g}",
-            f"{q:.4f}",
-            f"{py:.2e}",
-            f"{gc:.4f}",
-            f"{gm:.2e}",
-        ]
-        for t, q, py, gc, gm in zip(
-            g["wrong_logit"],
-            g["wrong_prob"],
-            g["true_prob"],
-            g["grad_ce"],
-            g["grad_mse"],
-            strict=True,
-        )
+        [f"{t:g}", f"{q:.4f}", f"{py:.2e}", f"{gc:.4f}", f"{gm:.2e}"]
+        for t, q, py, gc, gm in columns
     ]
-    lines = [
-        "# Cross-entropy vs MSE for classification",
-        "",
-        f"## Gradient w.r.t. the true-class logit ({config.num_classes} classes)",
+    headers = ["wrong logit t", "p(wrong)", "p(true)", "dCE/dz_true", "dMSE/dz_true"]
+    return [
+        f"## Gradient w.r.t. the true-class logit ({num_classes} classes)",
         "",
         "One wrong class has logit t, the others (true class included) 0.",
         "",
-        reporting.markdown_table(
-            ["wrong logit t", "p(wrong)", "p(true)", "dCE/dz_true", "dMSE/dz_true"], rows
-        ),
+        outputs.markdown_table(headers, rows),
         "",
         f"Largest |jax.grad − closed form|: {g['max_abs_error']:.2e}.",
         "",
     ]
+
+
+def _training_section(tr: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, grp in tr["groups"].items():
+        reached = [s for s in grp["steps_to_target"] if s is not None]
+        median = f", median {int(np.median(reached))}" if reached else ""
+        count = f"{len(reached)}/{len(grp['steps_to_target'])}{median}"
+        rows.append([name, grp["final_test_accuracy"], grp["final_test_nll"], count])
+    target = f"seeds reaching {config['target_accuracy']:.0%} (steps)"
+    return [
+        f"## Training on digits ({config['optimizer']}, lr {config['learning_rate']}, "
+        f"{config['steps']} steps, {config['seeds']} seeds)",
+        "",
+        outputs.markdown_table(["loss / init", "test accuracy", "test NLL", target], rows),
+        "",
+        f"Overconfident init multiplies the logits by {config['logit_scale']:g}.",
+    ]
+
+
+def report(results: dict[str, Any]) -> str:
+    config = results["config"]
+    lines = ["# Cross-entropy vs MSE for classification", ""]
+    lines += _gradient_section(results["gradients"], config["num_classes"])
     if "training" in results:
-        tr = results["training"]
-        target = config.target_accuracy
-        rows = []
-        for name, grp in tr["groups"].items():
-            reached = [s for s in grp["steps_to_target"] if s is not None]
-            rows.append(
-                [
-                    name,
-                    grp["final_test_accuracy"],
-                    grp["final_test_nll"],
-                    f"{len(reached)}/{len(grp['steps_to_target'])}"
-                    + (f", median {int(np.median(reached))}" if reached else ""),
-                ]
-            )
-        lines += [
-            f"## Training on digits ({config.optimizer}, lr {config.learning_rate}, "
-            f"{config.steps} steps, {config.seeds} seeds)",
-            "",
-            reporting.markdown_table(
-                [
-                    "loss / init",
-                    "test accuracy",
-                    "test NLL",
-                    f"seeds reaching {target:.0%} (steps)",
-                ],
-                rows,
-            ),
-            "",
-            f"Overconfident init multiplies the logits by {config.logit_scale:g}.",
-        ]
+        lines += _training_section(results["training"], config)
     return "\n".join(lines)
 
 
-def make_figures(results: dict[str, Any]) -> dict[str, Any]:
+def figures(results: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
     g = results["gradients"]
-    fig, axes = reporting.new_figure(1, 1, size=(5.0, 3.4))
+    fig, axes = outputs.new_figure(1, 1, size=(5.0, 3.4))
     ax = axes[0, 0]
     ax.loglog(g["true_prob"], np.abs(g["grad_ce"]), "o-", label="cross-entropy")
     ax.loglog(g["true_prob"], np.abs(g["grad_mse"]), "s-", label="MSE (Brier)")
@@ -338,7 +325,7 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     figures = {"gradients": fig}
     if "training" in results:
         tr = results["training"]
-        fig, axes = reporting.new_figure(1, 2, size=(4.6, 3.4))
+        fig, axes = outputs.new_figure(1, 2, size=(4.6, 3.4))
         for name, grp in tr["groups"].items():
             style = "-" if grp["loss"] == "ce" else "--"
             axes[0, 0].plot(tr["eval_steps"], grp["test_accuracy_curve"], style, label=name)
@@ -354,58 +341,8 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def run(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    smoke: bool = False,
-    train: bool = True,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
-    """Run both parts and write the outputs; returns the results (``None`` if stopped early)."""
-    started = time.time()
-    wrong = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0)
-    grads = gradient_table(wrong, config.num_classes)
-    grads["max_abs_error"] = max(
-        max(
-            abs(a - b) for a, b in zip(grads["grad_ce"], grads["grad_ce_closed_form"], strict=True)
-        ),
-        max(
-            abs(a - b)
-            for a, b in zip(grads["grad_mse"], grads["grad_mse_closed_form"], strict=True)
-        ),
-    )
-    results: dict[str, Any] = {"experiment": NAME, "gradients": grads}
-    if train:
-        training = train_and_evaluate(
-            config, out_dir, resume=resume, progress=progress, stop_after_step=stop_after_step
-        )
-        if training is None:
-            return None
-        results["training"] = training
-    results.update(research.run_metadata(config, smoke=smoke, started=started))
-    results = reporting.to_jsonable(results)
-    research.write_outputs(out_dir, results, make_report(results, config), make_figures(results))
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    return research.cli_main(
-        argv,
-        doc=__doc__,
-        name=NAME,
-        config_cls=Config,
-        smoke=SMOKE,
-        run=run,
-        make_report=make_report,
-        add_arguments=lambda parser: parser.add_argument(
-            "--gradients-only", action="store_true", help="skip the training part"
-        ),
-        run_kwargs=lambda args: {"train": not args.gradients_only},
-    )
-
+EXPERIMENT = Experiment(NAME, __doc__, Config, SMOKE, train_and_evaluate, report, figures)
+main, run = EXPERIMENT.main, EXPERIMENT.run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,12 +2,12 @@
 
 The model is the VIB of Alemi et al. (2017): a stochastic encoder
 :math:`p(z \\mid x) = \\mathcal N(\\mu(x), \\mathrm{diag}\\, e^{v(x)})` (an MLP from
-:mod:`experiments.models` with ``2 · latent_dim`` outputs), one reparameterised sample
+:mod:`experiments.core.models` with ``2 · latent_dim`` outputs), one reparameterised sample
 :math:`z` per example, and a linear softmax decoder :math:`q(y \\mid z)`. The loss is
 ``entjax.vib_loss``:
 :math:`\\mathrm{CE} + \\beta\\, \\mathrm{KL}(p(z \\mid x) \\,\\|\\, \\mathcal N(0, I))`.
-One member per (β, seed), all trained together in one vmapped step (:mod:`experiments.ensemble`),
-β being a per-member input of the entjax objective.
+One member per (β, seed), all trained together in one vmapped step
+(:mod:`experiments.core.training`), β being a per-member input of the entjax objective.
 
 On the test set, per β (in bits): the variational upper bound on :math:`I(X;Z)` (the mean KL) and
 the lower bound on :math:`I(Z;Y)` (:math:`H(Y) - \\mathrm{CE}`, with :math:`H(Y)` from the
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import time
-from collections.abc import Sequence
+import sys
 from typing import Any
 
 import jax
@@ -34,26 +32,31 @@ import numpy as np
 from flax import nnx
 
 import entjax
-from experiments import data as data_lib
-from experiments import ensemble as ens
-from experiments import models, reporting, research
+from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core.cli import option
+from experiments.core.distributed import to_host
+from experiments.core.runner import Experiment, Outcome
 
 NAME = "information_bottleneck"
 LOG2 = math.log(2.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    betas: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    seeds: int = 2
-    latent_dim: int = 16
-    width: int = 128
-    steps: int = 1500
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    eval_every: int = 250
-    eval_samples: int = 12
+class Config(training.SweepConfig):
+    betas: tuple[float, ...] = option((1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0), "VIB weights β >= 0")
+    latent_dim: int = option(16, "dimension of z")
+    width: int = option(128, "encoder MLP width")
+    steps: int = option(1500, "Adam steps")
+    learning_rate: float = option(1e-3, "peak Adam learning rate (cosine schedule)")
+    eval_every: int = option(250, "steps between evaluations (and checkpoints)")
+    eval_samples: int = option(12, "latent samples per test example at evaluation")
+
+    def __post_init__(self):
+        super().__post_init__()
+        cli.require_all_positive(self, "betas", allow_zero=True)
+        for name in ("latent_dim", "width"):
+            cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
+        cli.require(self.eval_samples >= 1, "--eval-samples must be >= 1")
 
 
 SMOKE = {
@@ -86,7 +89,7 @@ class VIB(nnx.Module):
         return {"logits": self.decoder(z), "mean": mean, "log_var": log_var}
 
 
-def make_loss_fn(ensemble: ens.Ensemble, seed: int):
+def make_loss_fn(ensemble: training.Ensemble, seed: int):
     """``vib_loss`` with per-member ``beta``; the sampling key is a function of (member, step)."""
 
     def apply_fn(params, batch):
@@ -108,7 +111,9 @@ def make_loss_fn(ensemble: ens.Ensemble, seed: int):
     return loss_fn
 
 
-def make_evaluator(ensemble: ens.Ensemble, label_marginal: np.ndarray, num_samples: int, seed: int):
+def make_evaluator(
+    ensemble: training.Ensemble, label_marginal: np.ndarray, num_samples: int, seed: int
+):
     """Jitted ``(params, x, y) -> {izx_bits, izy_bits, accuracy, ce_bits}``, each ``(K,)``."""
     marginal = jnp.asarray(label_marginal, jnp.float32)
 
@@ -140,77 +145,57 @@ def make_evaluator(ensemble: ens.Ensemble, label_marginal: np.ndarray, num_sampl
 
     def evaluate(params, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         out = vone(params, jnp.asarray(x), jnp.asarray(y), key)
-        return {k: np.asarray(ens.to_host(v), np.float64) for k, v in out.items()}
+        return {k: np.asarray(to_host(v), np.float64) for k, v in out.items()}
 
     return evaluate
 
 
-def train_and_evaluate(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
+def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
+    """Train one VIB per (β, seed); bounds and accuracy on the test (and training) set."""
     data = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
-    member_list = research.member_grid(beta=config.betas, seed=tuple(range(config.seeds)))
-    k = len(member_list)
-    mesh = research.mesh_for(k)
+    grid = training.member_grid(beta=config.betas, seed=tuple(range(config.seeds)))
 
     def model_fn(rngs: nnx.Rngs) -> nnx.Module:
         return VIB(data.num_classes, latent_dim=config.latent_dim, width=config.width, rngs=rngs)
 
-    ensemble = ens.init_ensemble(model_fn, k, seed=config.seed, mesh=mesh)
-    tx = ens.make_optimizer(config.learning_rate, steps=config.steps)
-    step_fn = ens.make_train_step(make_loss_fn(ensemble, config.seed), tx, mesh)
+    members = training.Members.create(model_fn, len(grid), seed=config.seed)
     marginal = np.bincount(data.y_train, minlength=data.num_classes) / len(data.y_train)
-    evaluator = make_evaluator(ensemble, marginal, config.eval_samples, config.seed)
-    n = len(data.y_train)
-
-    result, curves = research.train_with_evals(
-        step_fn=step_fn,
-        params=ensemble.params,
-        opt_state=ens.init_opt_state(tx, ensemble.params, mesh),
+    evaluator = make_evaluator(members.ensemble, marginal, config.eval_samples, config.seed)
+    result = members.train_sweep(
+        make_loss_fn(members.ensemble, config.seed),
+        config,
+        options,
         data={"image": data.x_train, "label": data.y_train},
-        indices_fn=lambda s: data_lib.ensemble_batch_indices(
-            config.seed, s, num_members=k, n=n, batch_size=config.batch_size
-        ),
-        num_steps=config.steps,
-        mesh=mesh,
-        eval_fn=lambda p: evaluator(p, data.x_test, data.y_test),
-        eval_every=config.eval_every,
-        checkpoint_dir=os.path.join(out_dir, "checkpoints"),
-        member_inputs={
-            "beta": np.array([m["beta"] for m in member_list], np.float32),
-            "member": np.arange(k, dtype=np.int32),
-        },
-        resume=resume,
-        run_config=dataclasses.asdict(config),
-        progress=progress,
         description=NAME,
-        stop_after_step=stop_after_step,
+        member_inputs={
+            "beta": np.array([m["beta"] for m in grid], np.float32),
+            "member": np.arange(len(grid), dtype=np.int32),
+        },
+        evaluate=lambda p: evaluator(p, data.x_test, data.y_test),
+        member_names=training.member_names(grid),
     )
-    if result.stopped_early:
-        return None
     train_final = evaluator(result.params, data.x_train, data.y_train)
-    beta_of = np.array([m["beta"] for m in member_list])
+    return Outcome({"ib": summarise(result.curves, train_final, grid, config, marginal)})
+
+
+def summarise(
+    curves: training.Curves,
+    train_final: dict[str, np.ndarray],
+    grid: list[dict[str, Any]],
+    config: Config,
+    marginal: np.ndarray,
+) -> dict[str, Any]:
+    """Per β: test and train bounds (mean ± std over seeds), per-member values, curves."""
+    beta_of = np.array([m["beta"] for m in grid])
     names = ("izx_bits", "izy_bits", "ce_bits", "accuracy")
-
-    def per_beta(values: np.ndarray) -> dict[str, list[float]]:
-        return {
-            "mean": [float(values[beta_of == b].mean()) for b in config.betas],
-            "std": [float(values[beta_of == b].std()) for b in config.betas],
-        }
-
+    final = curves.final()
     return {
         "betas": list(config.betas),
         "h_y_bits": float(-(marginal * np.log2(marginal)).sum()),
-        "test": {m: per_beta(curves.metrics[m][-1]) for m in names},
-        "train": {m: per_beta(train_final[m]) for m in names},
+        "test": {m: metrics.group_mean_std(final[m], beta_of, config.betas) for m in names},
+        "train": {m: metrics.group_mean_std(train_final[m], beta_of, config.betas) for m in names},
         "members": [
-            {**m, **{f"test_{n_}": float(curves.metrics[n_][-1][i]) for n_ in names}}
-            for i, m in enumerate(member_list)
+            {**m, **{f"test_{n_}": float(final[n_][i]) for n_ in names}} for i, m in enumerate(grid)
         ],
         "eval_steps": curves.steps,
         "curves": {
@@ -220,8 +205,8 @@ def train_and_evaluate(
     }
 
 
-def make_report(results: dict[str, Any], config: Config) -> str:
-    r = results["ib"]
+def report(results: dict[str, Any]) -> str:
+    r, config = results["ib"], results["config"]
     rows = []
     for i, beta in enumerate(r["betas"]):
         rows.append(
@@ -239,11 +224,11 @@ def make_report(results: dict[str, Any], config: Config) -> str:
         [
             "# Variational information bottleneck on digits",
             "",
-            f"Latent dim {config.latent_dim}, encoder MLP width {config.width}, {config.steps} "
-            f"Adam steps, {config.seeds} seed(s) per β; mean ± std over seeds. "
-            f"H(Y) = {r['h_y_bits']:.3f} bits (upper limit of I(Z;Y)).",
+            f"Latent dim {config['latent_dim']}, encoder MLP width {config['width']}, "
+            f"{config['steps']} Adam steps, {config['seeds']} seed(s) per β; mean ± std over "
+            f"seeds. H(Y) = {r['h_y_bits']:.3f} bits (upper limit of I(Z;Y)).",
             "",
-            reporting.markdown_table(
+            outputs.markdown_table(
                 [
                     "β",
                     "test accuracy",
@@ -259,10 +244,10 @@ def make_report(results: dict[str, Any], config: Config) -> str:
     )
 
 
-def make_figures(results: dict[str, Any]) -> dict[str, Any]:
+def figures(results: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
     r = results["ib"]
     betas = np.asarray(r["betas"], float)
-    fig, axes = reporting.new_figure(1, 3, size=(4.4, 3.6))
+    fig, axes = outputs.new_figure(1, 3, size=(4.4, 3.6))
     ax = axes[0, 0]
     izx = np.asarray(r["test"]["izx_bits"]["mean"], float)
     izy = np.asarray(r["test"]["izy_bits"]["mean"], float)
@@ -290,7 +275,7 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     fig.tight_layout()
     figures = {"information_plane": fig}
 
-    fig, axes = reporting.new_figure(1, 2, size=(4.2, 3.2))
+    fig, axes = outputs.new_figure(1, 2, size=(4.2, 3.2))
     for b, izx_c, acc_c in zip(
         betas, r["curves"]["izx_bits"], r["curves"]["accuracy"], strict=True
     ):
@@ -307,40 +292,8 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def run(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    smoke: bool = False,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
-    """Train the β sweep, evaluate, write the outputs; ``None`` if stopped early."""
-    started = time.time()
-    ib = train_and_evaluate(
-        config, out_dir, resume=resume, progress=progress, stop_after_step=stop_after_step
-    )
-    if ib is None:
-        return None
-    results = {"experiment": NAME, "ib": ib}
-    results.update(research.run_metadata(config, smoke=smoke, started=started))
-    results = reporting.to_jsonable(results)
-    research.write_outputs(out_dir, results, make_report(results, config), make_figures(results))
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    return research.cli_main(
-        argv,
-        doc=__doc__,
-        name=NAME,
-        config_cls=Config,
-        smoke=SMOKE,
-        run=run,
-        make_report=make_report,
-    )
-
+EXPERIMENT = Experiment(NAME, __doc__, Config, SMOKE, train_and_evaluate, report, figures)
+main, run = EXPERIMENT.main, EXPERIMENT.run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,11 +6,11 @@ saw a "fitting" phase (both grow) followed by a "compression" phase (I(X;T) shri
 (2018) showed that the compression comes from saturating tanh units and the binning estimator,
 and vanishes with ReLU. This experiment reproduces that comparison with entjax's estimators.
 
-An MLP from :mod:`experiments.models` (``depth`` hidden layers of ``width`` units, tanh or ReLU,
-one ensemble per activation with ``seeds`` members trained together by
-:mod:`experiments.ensemble`, Adam at a constant learning rate) is trained on the digits training
-split. Every ``eval_every`` steps the hidden activations of a fixed, class-balanced subset of the
-training images (``per_class`` per digit, n in all; balanced so that H(Y) = log2 10 and the
+An MLP from :mod:`experiments.core.models` (``depth`` hidden layers of ``width`` units, tanh or
+ReLU, one ensemble per activation with ``seeds`` members trained together by
+:mod:`experiments.core.training`, Adam at a constant learning rate) is trained on the digits
+training split. Every ``eval_every`` steps the hidden activations of a fixed, class-balanced subset
+of the training images (``per_class`` per digit, n in all; balanced so that H(Y) = log2 10 and the
 class-conditional kernel terms share one shape) are measured with two estimators, in bits, X
 uniform over those n images:
 
@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import time
-from collections.abc import Sequence
+import sys
 from typing import Any
 
 import jax.numpy as jnp
@@ -45,9 +43,9 @@ import numpy as np
 from flax import nnx
 
 import entjax
-from experiments import data as data_lib
-from experiments import ensemble as ens
-from experiments import models, reporting, research
+from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core.cli import option
+from experiments.core.runner import Experiment, Outcome
 
 NAME = "information_plane"
 ACTIVATIONS = ("tanh", "relu")
@@ -58,20 +56,26 @@ COMPRESSION_THRESHOLD_BITS = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    seeds: int = 2
-    activations: tuple[str, ...] = ACTIVATIONS
-    width: int = 8
-    depth: int = 3
-    steps: int = 6000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    eval_every: int = 150
-    per_class: int = 100
-    num_bins: int = 30
-    relu_bin_cap: float = 60.0
-    noise_variance: float = 0.1
+class Config(training.SweepConfig):
+    activations: tuple[str, ...] = option(ACTIVATIONS, "hidden activations to compare")
+    width: int = option(8, "hidden units per layer")
+    depth: int = option(3, "hidden layers")
+    steps: int = option(6000, "Adam steps (constant learning rate)")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    eval_every: int = option(150, "steps between estimates (and checkpoints)")
+    per_class: int = option(100, "measured training images per class")
+    num_bins: int = option(30, "bins over tanh's (-1, 1); ReLU uses the same bin width")
+    relu_bin_cap: float = option(60.0, "upper end of the ReLU bins")
+    noise_variance: float = option(0.1, "σ² of the kernel estimator's noise")
+
+    def __post_init__(self):
+        super().__post_init__()
+        cli.require_positive(self, "relu_bin_cap", "noise_variance")
+        cli.require_choice(self, "activations", tuple(models.ACTIVATIONS))
+        cli.require(len(self.activations) > 0, "--activations needs at least one activation")
+        for name in ("width", "depth", "per_class"):
+            cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
+        cli.require(self.num_bins >= 2, "--num-bins must be >= 2")
 
 
 SMOKE = {
@@ -175,14 +179,9 @@ def run_activation(
     config: Config,
     split: data_lib.DigitsData,
     measure: np.ndarray,
-    out_dir: str,
-    *,
-    resume: bool,
-    progress: bool,
-    stop_after_step: int | None,
-) -> dict[str, Any] | None:
-    k = config.seeds
-    mesh = research.mesh_for(k)
+    options: cli.RunOptions,
+) -> dict[str, Any]:
+    """Train ``config.seeds`` MLPs with ``activation``, estimating the plane every eval."""
 
     def model_fn(rngs: nnx.Rngs) -> nnx.Module:
         return models.build_model(
@@ -194,96 +193,104 @@ def run_activation(
             rngs=rngs,
         )
 
-    ensemble = ens.init_ensemble(model_fn, k, seed=config.seed, mesh=mesh)
-    tx = ens.make_optimizer(config.learning_rate, steps=config.steps, schedule="constant")
-    step_fn = ens.make_train_step(ens.classification_objective(ensemble), tx, mesh)
+    members = training.Members.create(model_fn, config.seeds, seed=config.seed)
 
     def hidden(params, x):  # (n, depth, width): every hidden layer, logits dropped
-        return jnp.stack(ensemble.module(params).features(x)[:-1], axis=1)
+        return jnp.stack(members.ensemble.module(params).features(x)[:-1], axis=1)
 
-    hidden_fn = ens.make_eval_fn(hidden, mesh)
-    logits_fn = ens.make_eval_fn(ensemble.apply, mesh)
-    n = len(split.y_train)
-    noise_std = math.sqrt(config.noise_variance)
     eval_x = np.concatenate([split.x_train, split.x_test])  # one shape: one compilation
     eval_y = np.concatenate([split.y_train, split.y_test])
+    n = len(split.y_train)
 
     def evaluate(params) -> dict[str, np.ndarray]:
-        acts = ens.predict(hidden_fn, params, split.x_train[measure], mesh)  # (K, m, L, w)
+        acts = members.predict(params, split.x_train[measure], hidden)  # (K, m, L, w)
         est = plane_estimates(
             np.moveaxis(acts, 2, 1),  # (K, L, m, w)
             split.y_train[measure],
             activation=activation,
             num_bins=config.num_bins,
             relu_bin_cap=config.relu_bin_cap,
-            noise_std=noise_std,
+            noise_std=math.sqrt(config.noise_variance),
         )
-        correct = np.argmax(ens.predict(logits_fn, params, eval_x, mesh), -1) == eval_y
-        est["train_accuracy"] = correct[:, : len(split.y_train)].mean(-1)
-        est["test_accuracy"] = correct[:, len(split.y_train) :].mean(-1)
+        correct = np.argmax(members.predict(params, eval_x), -1) == eval_y
+        est["train_accuracy"] = correct[:, :n].mean(-1)
+        est["test_accuracy"] = correct[:, n:].mean(-1)
         return est
 
-    result, curves = research.train_with_evals(
-        step_fn=step_fn,
-        params=ensemble.params,
-        opt_state=ens.init_opt_state(tx, ensemble.params, mesh),
+    result = members.train_sweep(
+        training.classification_objective(members.ensemble),
+        config,
+        options,
         data={"image": split.x_train, "label": split.y_train},
-        indices_fn=lambda s: data_lib.ensemble_batch_indices(
-            config.seed, s, num_members=k, n=n, batch_size=min(config.batch_size, n)
-        ),
-        num_steps=config.steps,
-        mesh=mesh,
-        eval_fn=evaluate,
-        eval_every=config.eval_every,
-        checkpoint_dir=os.path.join(out_dir, "checkpoints", activation),
-        resume=resume,
+        tx=training.make_optimizer(config.learning_rate, steps=config.steps, schedule="constant"),
         run_config={**dataclasses.asdict(config), "activation": activation},
-        progress=progress,
+        name=activation,
         description=f"{NAME}/{activation}",
-        stop_after_step=stop_after_step,
+        evaluate=evaluate,
     )
-    if result.stopped_early:
-        return None
-    m = curves.metrics  # name -> (T, K, L) or (T, K)
-    steps = np.asarray(curves.steps)
+    return summarise(result, config, activation, config.batch_size / n)
+
+
+def layer_summary(ixt: np.ndarray, ity: np.ndarray, steps: np.ndarray) -> dict[str, Any]:
+    """Start, peak (after step 0), end and compression of one layer's I(X;T) curve."""
+    after0 = ixt[1:] if len(ixt) > 1 else ixt
+    peak_i = int(np.argmax(after0)) + (1 if len(ixt) > 1 else 0)
+    drop = float(ixt[peak_i] - ixt[-1])
+    return {
+        "ixt_initial": float(ixt[0]),
+        "ixt_peak": float(ixt[peak_i]),
+        "ixt_peak_step": int(steps[peak_i]),
+        "ixt_final": float(ixt[-1]),
+        "ity_final": float(ity[-1]),
+        "compression_bits": drop,
+        "compresses": drop > COMPRESSION_THRESHOLD_BITS,
+    }
+
+
+def summarise(
+    result: training.TrainResult, config: Config, activation: str, epochs_per_step: float
+) -> dict[str, Any]:
+    """Curves per estimator and layer (mean over seeds), per-seed values, final accuracies."""
+    m = result.curves.metrics  # name -> (T, K, L) or (T, K)
+    steps = np.asarray(result.curves.steps)
+    bins = bin_setup(activation, num_bins=config.num_bins, relu_bin_cap=config.relu_bin_cap)
     out: dict[str, Any] = {
-        "eval_steps": curves.steps,
-        "eval_epochs": (steps * min(config.batch_size, n) / n).tolist(),
-        "bins": dict(
-            zip(
-                ("num_bins", "value_range"),
-                bin_setup(activation, num_bins=config.num_bins, relu_bin_cap=config.relu_bin_cap),
-                strict=True,
-            )
-        ),
+        "eval_steps": result.curves.steps,
+        "eval_epochs": (steps * epochs_per_step).tolist(),
+        "bins": dict(zip(("num_bins", "value_range"), bins, strict=True)),
         "max_activation_seen": float(np.max(m["max_activation"])),
-        "final_train_accuracy": reporting.mean_std(m["train_accuracy"][-1]),
-        "final_test_accuracy": reporting.mean_std(m["test_accuracy"][-1]),
-        "final_train_loss": reporting.mean_std(result.loss_history[-1]),
+        "final_train_accuracy": metrics.mean_std(m["train_accuracy"][-1]),
+        "final_test_accuracy": metrics.mean_std(m["test_accuracy"][-1]),
+        "final_train_loss": metrics.mean_std(result.loss_history[-1]),
         "per_seed": {k_: np.moveaxis(v, 0, -1) for k_, v in m.items()},  # (K, [L,] T)
         "estimators": {},
     }
     for est in ESTIMATORS:
         ixt = m[f"ixt_{est}"].mean(1).T  # (L, T), mean over seeds
         ity = m[f"ity_{est}"].mean(1).T
-        layers = []
-        for layer in range(ixt.shape[0]):
-            after0 = ixt[layer, 1:] if ixt.shape[1] > 1 else ixt[layer]
-            peak_i = int(np.argmax(after0)) + (1 if ixt.shape[1] > 1 else 0)
-            drop = float(ixt[layer, peak_i] - ixt[layer, -1])
-            layers.append(
-                {
-                    "ixt_initial": float(ixt[layer, 0]),
-                    "ixt_peak": float(ixt[layer, peak_i]),
-                    "ixt_peak_step": int(steps[peak_i]),
-                    "ixt_final": float(ixt[layer, -1]),
-                    "ity_final": float(ity[layer, -1]),
-                    "compression_bits": drop,
-                    "compresses": drop > COMPRESSION_THRESHOLD_BITS,
-                }
-            )
+        layers = [layer_summary(ixt[i], ity[i], steps) for i in range(ixt.shape[0])]
         out["estimators"][est] = {"ixt": ixt, "ity": ity, "layers": layers}
     return out
+
+
+def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
+    """One ensemble per activation on a shared class-balanced measurement subset."""
+    split = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
+    measure = measurement_indices(split.y_train, config.per_class, seed=config.seed)
+    freq = np.bincount(split.y_train[measure]) / len(measure)
+    freq = freq[freq > 0]
+    per_act = {
+        act: run_activation(act, config, split, measure, options) for act in config.activations
+    }
+    return Outcome(
+        {
+            "num_train": len(split.y_train),
+            "num_measured": len(measure),
+            "log2_n": math.log2(len(measure)),
+            "h_y_bits": float(-np.sum(freq * np.log2(freq))),
+            "activations": per_act,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- outputs
@@ -298,84 +305,72 @@ def _clipping_note(activation: str, r: dict[str, Any]) -> str:
     return f" (bins cover (0, {high:.3f}); no clipping)"
 
 
-def make_report(results: dict[str, Any], config: Config) -> str:
-    n = results["num_train"]
-    lines = [
-        "# Information plane of an MLP on digits",
-        "",
-        f"MLP {config.depth}×{config.width} on the {n} digits training images, "
-        f"{config.steps} Adam steps (lr {config.learning_rate}, constant, batch "
-        f"{config.batch_size}), {config.seeds} seed(s), estimates every {config.eval_every} "
-        f"steps on {results['num_measured']} class-balanced training images, in bits (mean over "
-        f"seeds). Ceiling log2 n = "
-        f"{results['log2_n']:.3f}; H(Y) = {results['h_y_bits']:.3f}. Binning: width "
-        f"{2 / config.num_bins:.4f} ({config.num_bins} bins over tanh's (−1, 1)); kernel: "
-        f"σ² = {config.noise_variance}. A layer 'compresses' when its I(X;T) ends more than "
+def _layer_table(r: dict[str, Any]) -> str:
+    headers = ["estimator", "layer", "I(X;T) step 0", "I(X;T) peak", "peak step"]
+    headers += ["I(X;T) final", "peak − final", "compresses", "I(T;Y) final"]
+    keys = ("ixt_initial", "ixt_peak", "ixt_peak_step", "ixt_final", "compression_bits")
+    rows = [
+        [
+            est,
+            str(i + 1),
+            *(lay[k] for k in keys),
+            "yes" if lay["compresses"] else "no",
+            lay["ity_final"],
+        ]
+        for est in ESTIMATORS
+        for i, lay in enumerate(r["estimators"][est]["layers"])
+    ]
+    return outputs.markdown_table(headers, rows, digits=3)
+
+
+def _verdict(layers: list[dict[str, Any]]) -> str:
+    which = [str(i + 1) for i, lay in enumerate(layers) if lay["compresses"]]
+    if not which:
+        return "no layer compresses"
+    if len(which) == 1:
+        return f"layer {which[0]} compresses"
+    return f"layers {', '.join(which)} compress"
+
+
+def report(results: dict[str, Any]) -> str:
+    config, n = results["config"], results["num_train"]
+    setup = [
+        f"MLP {config['depth']}×{config['width']} on the {n} digits training images,",
+        f"{config['steps']} Adam steps (lr {config['learning_rate']}, constant,",
+        f"batch {config['batch_size']}), {config['seeds']} seed(s),",
+        f"estimates every {config['eval_every']} steps on",
+        f"{results['num_measured']} class-balanced training images,",
+        "in bits (mean over seeds).",
+        f"Ceiling log2 n = {results['log2_n']:.3f}; H(Y) = {results['h_y_bits']:.3f}.",
+        f"Binning: width {2 / config['num_bins']:.4f} ({config['num_bins']} bins over",
+        f"tanh's (−1, 1)); kernel: σ² = {config['noise_variance']}.",
+        "A layer 'compresses' when its I(X;T) ends more than",
         f"{COMPRESSION_THRESHOLD_BITS} bits below its peak (taken after step 0).",
     ]
+    lines = ["# Information plane of an MLP on digits", "", " ".join(setup)]
     for act, r in results["activations"].items():
         lines += [
             "",
             f"## {act}",
             "",
-            f"Test accuracy {reporting.fmt(r['final_test_accuracy'], 3)}, train accuracy "
-            f"{reporting.fmt(r['final_train_accuracy'], 3)}; largest activation seen "
+            f"Test accuracy {outputs.fmt(r['final_test_accuracy'], 3)}, train accuracy "
+            f"{outputs.fmt(r['final_train_accuracy'], 3)}; largest activation seen "
             f"{r['max_activation_seen']:.3f}" + _clipping_note(act, r) + ".",
             "",
+            _layer_table(r),
         ]
-        rows = []
-        for est in ESTIMATORS:
-            for i, lay in enumerate(r["estimators"][est]["layers"]):
-                rows.append(
-                    [
-                        est,
-                        str(i + 1),
-                        lay["ixt_initial"],
-                        lay["ixt_peak"],
-                        str(lay["ixt_peak_step"]),
-                        lay["ixt_final"],
-                        lay["compression_bits"],
-                        "yes" if lay["compresses"] else "no",
-                        lay["ity_final"],
-                    ]
-                )
-        lines.append(
-            reporting.markdown_table(
-                [
-                    "estimator",
-                    "layer",
-                    "I(X;T) step 0",
-                    "I(X;T) peak",
-                    "peak step",
-                    "I(X;T) final",
-                    "peak − final",
-                    "compresses",
-                    "I(T;Y) final",
-                ],
-                rows,
-                digits=3,
-            )
-        )
     lines += ["", "## Summary", ""]
     for act, r in results["activations"].items():
         for est in ESTIMATORS:
-            layers = r["estimators"][est]["layers"]
-            which = [str(i + 1) for i, lay in enumerate(layers) if lay["compresses"]]
-            if not which:
-                verdict = "no layer compresses"
-            elif len(which) == 1:
-                verdict = f"layer {which[0]} compresses"
-            else:
-                verdict = f"layers {', '.join(which)} compress"
-            lines.append(f"- {act}, {est}: {verdict}.")
+            lines.append(f"- {act}, {est}: {_verdict(r['estimators'][est]['layers'])}.")
     return "\n".join(lines)
 
 
-def make_figures(results: dict[str, Any]) -> dict[str, Any]:
+def figures(results: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
     acts = list(results["activations"])
     markers = "os^Dv<>p*h"
     figures = {}
-    fig, axes = reporting.new_figure(len(ESTIMATORS), len(acts), size=(4.4, 3.6))
+    fig, axes = outputs.new_figure(len(ESTIMATORS), len(acts), size=(4.4, 3.6))
     fig.set_layout_engine("constrained")
     sc = None
     for col, act in enumerate(acts):
@@ -412,7 +407,7 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     fig.suptitle("Information plane (dotted: log2 n and H(Y))")
     figures["information_plane"] = fig
 
-    fig, axes = reporting.new_figure(len(ESTIMATORS), len(acts), size=(4.2, 3.0))
+    fig, axes = outputs.new_figure(len(ESTIMATORS), len(acts), size=(4.2, 3.0))
     for col, act in enumerate(acts):
         r = results["activations"][act]
         for row, est in enumerate(ESTIMATORS):
@@ -428,66 +423,8 @@ def make_figures(results: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def run(
-    config: Config,
-    out_dir: str,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    smoke: bool = False,
-    stop_after_step: int | None = None,
-) -> dict[str, Any] | None:
-    """Train one ensemble per activation, estimate, write the outputs; ``None`` if stopped early."""
-    for act in config.activations:
-        if act not in models.ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {act!r}; expected one of {list(models.ACTIVATIONS)}"
-            )
-    started = time.time()
-    split = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
-    measure = measurement_indices(split.y_train, config.per_class, seed=config.seed)
-    freq = np.bincount(split.y_train[measure]) / len(measure)
-    freq = freq[freq > 0]
-    per_act = {}
-    for act in config.activations:
-        r = run_activation(
-            act,
-            config,
-            split,
-            measure,
-            out_dir,
-            resume=resume,
-            progress=progress,
-            stop_after_step=stop_after_step,
-        )
-        if r is None:
-            return None
-        per_act[act] = r
-    results = {
-        "experiment": NAME,
-        "num_train": len(split.y_train),
-        "num_measured": len(measure),
-        "log2_n": math.log2(len(measure)),
-        "h_y_bits": float(-np.sum(freq * np.log2(freq))),
-        "activations": per_act,
-    }
-    results.update(research.run_metadata(config, smoke=smoke, started=started))
-    results = reporting.to_jsonable(results)
-    research.write_outputs(out_dir, results, make_report(results, config), make_figures(results))
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    return research.cli_main(
-        argv,
-        doc=__doc__,
-        name=NAME,
-        config_cls=Config,
-        smoke=SMOKE,
-        run=run,
-        make_report=make_report,
-    )
-
+EXPERIMENT = Experiment(NAME, __doc__, Config, SMOKE, train_and_evaluate, report, figures)
+main, run = EXPERIMENT.main, EXPERIMENT.run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -585,7 +585,7 @@ config = ib.Config(
 )
 out_dir = tempfile.mkdtemp(prefix="entjax_nb03_")
 results = ib.run(config, out_dir, progress=False)
-print(ib.make_report(results, config))
+print(ib.report(results))
 """,
     ),
     (
@@ -709,7 +709,7 @@ config = elbo_exp.Config(
 )
 out_dir = tempfile.mkdtemp(prefix="entjax_nb04_")
 results = elbo_exp.run(config, out_dir, progress=False)
-print(elbo_exp.make_report(results, config))
+print(elbo_exp.report(results))
 """,
     ),
     (

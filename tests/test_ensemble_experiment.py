@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from experiments import data as data_lib
-from experiments.ensemble import ConfigError, make_mesh
+from experiments.core import data as data_lib
+from experiments.core.cli import ConfigError
+from experiments.core.training import make_mesh
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = ["--smoke", "--no-progress"]
@@ -159,7 +160,8 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
         assert full["versions"][key]
     assert full["devices"]["device_count"] == 1
     assert full["config"]["members"] == 8
-    assert full["config"]["smoke"] is True
+    assert full["smoke"] is True
+    assert full["experiment"] == "ensemble_entropy"
     assert not list(smoke_run.glob(".*.tmp"))  # atomic writes leave no temporaries
     ood = full["ood"]
     assert {"heldout_classes", "noise", "rotation@5", "pixel_dropout@2"} <= set(ood)
@@ -243,6 +245,17 @@ def test_interrupted_then_resumed_run_is_identical(workdir: pathlib.Path, smoke_
     timing = json.loads((out / "results.json").read_text())["timing"]
     assert timing["resumed_from_step"] == 20
     assert _results(out) == _results(smoke_run)
+    # Resuming the finished run re-evaluates the final checkpoint: same numbers, exit 0;
+    # resuming with another configuration is refused before anything is trained.
+    codes, stderr = _run(
+        [*SMOKE, "--out", str(out), "--resume"],
+        [*SMOKE, "--out", str(out), "--resume", "--lr", "0.02"],
+    )
+    assert codes == [0, 2], stderr[-3000:]
+    assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] == 40
+    assert _results(out) == _results(smoke_run)
+    assert "error: cannot resume from" in stderr
+    assert "differs in lr" in stderr
 
 
 def test_eight_devices_match_one_device_and_bad_member_count_fails(

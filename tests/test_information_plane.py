@@ -1,4 +1,4 @@
-"""The information-plane experiment (issue 7): its estimates against numpy written out, and a
+"""The information-plane experiment: its estimates against numpy written out, and a
 ``--smoke`` run of the whole script (CLI, outputs, values in their valid ranges).
 
 The smoke run uses the settings the script runs under from the command line (float32,
@@ -129,7 +129,7 @@ def test_measurement_indices_balanced_and_deterministic():
 
 def test_smoke_run(tmp_path, script_jax_config):
     out = tmp_path / "ip"
-    ip.main(["--smoke", "--out", str(out), "--no-progress"])
+    assert ip.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     with open(out / "results.json") as f:
         r = json.load(f)
     assert (out / "report.md").read_text().startswith("# Information plane")

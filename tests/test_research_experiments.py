@@ -1,4 +1,4 @@
-"""Smoke runs of the research experiments (issue 6): CLI, outputs, sane values, exact resume.
+"""Smoke runs of the research experiments: CLI, outputs, sane values, exact resume.
 
 Each experiment runs its ``--smoke`` configuration in-process (one import of JAX/Flax for all of
 them) with the settings the scripts run under from the command line: float32 and numpy-style
@@ -68,7 +68,7 @@ def _without_timing(results: dict) -> dict:
 
 def test_entropy_vs_mse_smoke(tmp_path):
     out = tmp_path / "evm"
-    entropy_vs_mse.main(["--smoke", "--out", str(out), "--no-progress"])
+    assert entropy_vs_mse.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     r = _assert_outputs(out, ["gradients", "training"])
 
     g = r["gradients"]
@@ -119,7 +119,7 @@ def test_entropy_vs_mse_smoke(tmp_path):
 
 def test_confidence_penalty_smoke_and_exact_resume(tmp_path):
     full = tmp_path / "full"
-    confidence_penalty.main(["--smoke", "--out", str(full), "--no-progress"])
+    assert confidence_penalty.main(["--smoke", "--out", str(full), "--no-progress"]) == 0
     r = _assert_outputs(full, ["metrics_vs_lambda", "curves", "toy_surfaces"])
     assert set(r["datasets"]) == {"digits", "toy"}
     for name, d in r["datasets"].items():
@@ -143,18 +143,17 @@ def test_confidence_penalty_smoke_and_exact_resume(tmp_path):
     # Kill after 10 of 20 steps, resume: identical results apart from timing.
     part = tmp_path / "resumed"
     args = ["--smoke", "--datasets", "toy", "--out", str(part), "--no-progress"]
-    assert confidence_penalty.main([*args, "--stop-after-step", "10"]) is None
+    assert confidence_penalty.main([*args, "--stop-after-step", "10"]) == 3
     assert not (part / "results.json").exists()
-    resumed = confidence_penalty.main([*args, "--resume"])
-    assert resumed is not None
-    assert _load(part) == resumed
+    assert confidence_penalty.main([*args, "--resume"]) == 0
+    resumed = _load(part)
     # The toy members do not depend on whether digits ran first: compare with the full run.
     assert _without_timing(resumed)["datasets"]["toy"] == toy
 
 
 def test_information_bottleneck_smoke(tmp_path):
     out = tmp_path / "ib"
-    information_bottleneck.main(["--smoke", "--out", str(out), "--no-progress"])
+    assert information_bottleneck.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     r = _assert_outputs(out, ["information_plane", "curves"])
     ib = r["ib"]
     assert ib["betas"] == [1e-3, 1.0]
@@ -175,7 +174,7 @@ def test_information_bottleneck_smoke(tmp_path):
 
 def test_elbo_smoke(tmp_path):
     out = tmp_path / "elbo"
-    elbo.main(["--smoke", "--out", str(out), "--no-progress"])
+    assert elbo.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     r = _assert_outputs(out, ["curves", "samples", "reconstructions"])
     v = r["vae"]
     assert v["train_ks"] == [1, 5]

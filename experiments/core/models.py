@@ -2,7 +2,7 @@
 
 Models hold only parameters (no dropout or batch statistics), so a model is fully described by
 ``nnx.split(model) -> (graphdef, params)`` and applying it is a pure function of the params;
-that is what lets :mod:`experiments.ensemble` stack K members along a leading axis.
+that is what lets :mod:`experiments.core.training` stack K members along a leading axis.
 
 Both models expose ``features(x)``: the list of hidden activations, last element the logits,
 for experiments that measure representations (e.g. information-plane estimates).

@@ -1,0 +1,227 @@
+"""The shared experiments core: one-line configuration errors, divergence, outputs, schedules."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import confidence_penalty, elbo, ensemble_entropy, information_plane
+from experiments.core import cli, outputs, runner, training
+from experiments.core.checkpoints import Checkpoints
+
+
+@pytest.fixture(autouse=True)
+def script_jax_config():
+    """Run under JAX's defaults (what ``python -m experiments.X`` uses)."""
+    saved = (jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion)
+    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_numpy_rank_promotion", "allow")
+    yield
+    jax.config.update("jax_enable_x64", saved[0])
+    jax.config.update("jax_numpy_rank_promotion", saved[1])
+
+
+BAD_ARGUMENTS = [
+    (ensemble_entropy, ["--heldout-classes", "12"], "--heldout-classes must be one of"),
+    (ensemble_entropy, ["--heldout-classes", "0,1,2,3,4,5,6,7,8,9"], "leaves 0 digit"),
+    (ensemble_entropy, ["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (ensemble_entropy, ["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+    (ensemble_entropy, ["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (ensemble_entropy, ["--members", "0"], "--members must be >= 1"),
+    (ensemble_entropy, ["--severities", "2,7"], "--severities must be one of"),
+    (ensemble_entropy, ["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (ensemble_entropy, ["--bogus"], "unrecognized arguments: --bogus"),
+    (ensemble_entropy, ["--ensemble-sizes", "9"], "--ensemble-sizes must be one of"),
+    (ensemble_entropy, ["--batch-size", "100000"], "--batch-size must lie in 1..865"),
+    (ensemble_entropy, ["--stop-after-step", "0"], "--stop-after-step must be >= 1"),
+    (confidence_penalty, ["--lambdas", "0,-1"], "--lambdas values must be finite numbers >= 0"),
+    (confidence_penalty, ["--datasets", "mnist"], "--datasets must be one of"),
+    (elbo, ["--threshold", "2"], "--threshold must lie in (0, 1)"),
+    (information_plane, ["--activations", "sigmoid"], "--activations must be one of"),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    BAD_ARGUMENTS,
+    ids=[f"{m.__name__.split('.')[-1]}:{' '.join(a)}" for m, a, _ in BAD_ARGUMENTS],
+)
+def test_bad_configuration_is_one_error_line_and_exit_2(module, argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = module.main([*argv, "--smoke", "--no-progress", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    assert not (out / "results.json").exists()
+    assert not (out / "checkpoints" / "1").exists()  # nothing was trained
+
+
+def test_help_lists_shared_flags_and_typed_options(capsys):
+    assert ensemble_entropy.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--out", "--resume", "--smoke", "--seed", "--no-progress", "--distributed"):
+        assert flag in text
+    assert "--heldout-classes LIST" in text
+    assert "peak Adam learning rate (default 0.001)" in text
+
+
+def test_config_resolution_order():
+    parser = cli.build_parser("p", "d", ensemble_entropy.Config, default_out="runs/x")
+    smoke = ensemble_entropy.SMOKE
+    config, options = cli.parse_config(parser, ensemble_entropy.Config, smoke, ["--smoke"])
+    assert config.steps == smoke["steps"]
+    assert config.members == ensemble_entropy.Config().members  # not overridden by smoke
+    config, options = cli.parse_config(
+        parser, ensemble_entropy.Config, smoke, ["--smoke", "--steps", "7", "--width", "none"]
+    )
+    assert (config.steps, config.width, options.smoke, options.out) == (7, None, True, "runs/x")
+    assert config.severities == smoke["severities"]
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_respect_the_umask(tmp_path, umask):
+    saved = os.umask(umask)
+    outputs._umask.cache_clear()
+    try:
+        outputs.write_json(str(tmp_path / "r.json"), {"x": np.float32(1.5), "bad": float("nan")})
+        outputs.write_npz(str(tmp_path / "a.npz"), {"a": np.arange(3)})
+    finally:
+        os.umask(saved)
+        outputs._umask.cache_clear()
+    for name in ("r.json", "a.npz"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask
+    assert json.loads((tmp_path / "r.json").read_text()) == {"bad": None, "x": 1.5}
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npz")["a"], np.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "r.json"]  # no temporaries
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _toy_step(nan_member: int | None, nan_step: int):
+    """A fake vmapped step: parameters count the steps; one member's loss turns NaN."""
+
+    def step(params, opt_state, data, idx, inputs, step):
+        loss = jnp.full((2,), 1.0) / (step + 1.0)
+        if nan_member is not None:
+            loss = loss.at[nan_member].set(jnp.where(step + 1 >= nan_step, jnp.nan, 1.0))
+        return {"w": params["w"] + 1.0}, opt_state, loss, {}
+
+    return step
+
+
+def _fit(tmp_path, schedule, *, nan_member=None, nan_step=0, resume=False, evaluate=None):
+    mesh = training.make_mesh(2, jax.devices()[:1])
+    params = jax.device_put({"w": jnp.zeros((2, 3))}, training.member_sharding(mesh))
+    opt_state = jax.device_put({"c": jnp.zeros((2,))}, training.member_sharding(mesh))
+    ckpt = Checkpoints(str(tmp_path / "ckpt"), run_config={"a": 1}, resume=resume)
+    try:
+        return training.fit(
+            _toy_step(nan_member, nan_step),
+            params,
+            opt_state,
+            data={"x": np.zeros((4, 1), np.float32)},
+            indices_fn=lambda s: np.zeros((2, 2), np.int32),
+            mesh=mesh,
+            schedule=schedule,
+            checkpoints=ckpt,
+            evaluate=evaluate,
+            member_names=["alpha", "beta"],
+            progress=False,
+        ), ckpt
+    finally:
+        ckpt.close()
+
+
+def test_non_finite_loss_stops_naming_step_and_member_and_keeps_last_good_checkpoint(tmp_path):
+    schedule = training.Schedule(20, checkpoint_every=5, log_every=3)
+    with pytest.raises(training.TrainingDiverged) as info:
+        _fit(tmp_path, schedule, nan_member=1, nan_step=12)
+    message = str(info.value)
+    assert "the loss of beta is nan at step 12" in message
+    assert "last good checkpoint (step 10)" in message
+    ckpt = Checkpoints(str(tmp_path / "ckpt"), run_config={"a": 1}, resume=True)
+    assert ckpt.latest_step() == 10  # nothing written after the divergence
+    ckpt.close()
+
+
+def test_eval_hook_curves_and_exact_resume(tmp_path):
+    seen = []
+
+    def evaluate(params):
+        seen.append(float(params["w"][0, 0]))
+        return {"w": np.asarray(params["w"][:, 0]) * 0.5}
+
+    schedule = training.Schedule(10, eval_every=4, checkpoint_every=4, stop_after_step=6)
+    with pytest.raises(training.StoppedEarly):
+        _fit(tmp_path, schedule, evaluate=evaluate)
+    assert seen == [0.0, 4.0]  # step 0 and 4; stopped after 6
+    full = dataclasses_replace(schedule, stop_after_step=None)
+    result, _ = _fit(tmp_path, full, evaluate=evaluate, resume=True)
+    assert result.resumed_from_step == 4
+    assert result.curves.steps == [0, 4, 8, 10]
+    np.testing.assert_array_equal(result.curves.metrics["w"][:, 0], [0.0, 2.0, 4.0, 5.0])
+    np.testing.assert_allclose(result.loss_history[:, 0], 1.0 / np.arange(1, 11))
+    # A finished run resumed: no step is trained again, the curves are complete.
+    again, _ = _fit(tmp_path, full, evaluate=evaluate, resume=True)
+    assert again.resumed_from_step == 10
+    assert again.curves.steps == result.curves.steps
+    np.testing.assert_array_equal(again.params["w"], result.params["w"])
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    _fit(tmp_path, training.Schedule(4, checkpoint_every=2))
+    ckpt = Checkpoints(str(tmp_path / "ckpt"), run_config={"a": 2}, resume=True)
+    with pytest.raises(cli.ConfigError, match=r"another configuration \(differs in a\)"):
+        ckpt.restore(ckpt.latest_step(), {"w": np.zeros(1)})
+    ckpt.close()
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_schedule_steps():
+    s = training.Schedule(10, eval_every=4, checkpoint_every=3)
+    assert [t for t in range(11) if s.evaluates(t)] == [0, 4, 8, 10]
+    assert [t for t in range(1, 11) if s.checkpoints(t)] == [3, 6, 9, 10]
+    assert [t for t in range(11) if training.Schedule(10).evaluates(t)] == [0, 10]
+
+
+def test_runner_maps_divergence_to_exit_1(tmp_path, capsys):
+    def diverge(config, options):
+        raise training.TrainingDiverged("training diverged: the loss of member 0 is nan")
+
+    exp = runner.Experiment(
+        "toy", "Toy.", ensemble_entropy.Config, {}, diverge, lambda r: "", lambda r, a: {}
+    )
+    assert exp.main(["--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: training diverged: the loss of member 0 is nan"]
+
+
+def test_member_grid_and_names():
+    grid = training.member_grid(lam=(0.0, 1.0), seed=(0, 1))
+    assert grid == [
+        {"lam": 0.0, "seed": 0},
+        {"lam": 0.0, "seed": 1},
+        {"lam": 1.0, "seed": 0},
+        {"lam": 1.0, "seed": 1},
+    ]
+    assert training.member_names(grid)[2] == "member 2 (lam=1.0, seed=0)"

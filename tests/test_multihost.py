@@ -1,0 +1,126 @@
+"""Multi-host: the smoke experiment as 2 JAX processes × 2 CPU devices on localhost.
+
+The two processes coordinate through ``jax.distributed`` on a free port of 127.0.0.1 (never any
+other address), shard the member axis over the 4 global devices, checkpoint into the shared
+``--out`` and must (a) exit 0 even when process 0 takes longer to write its outputs than JAX's
+shutdown barrier waits (here shortened to 3 s, with process 0 delayed by 6 s: without the
+runner's closing barrier process 1 reaches the shutdown barrier first and both abort), (b) give
+exactly the numbers of one process with 4 devices, and (c) resume an interrupted run across
+processes to the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = ["-m", "experiments.ensemble_entropy", "--smoke", "--no-progress"]
+TIMEOUT_S = 240
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        **extra,
+    )
+    return env
+
+
+def _two_processes(out: pathlib.Path, *args: str, **extra: str) -> list[subprocess.Popen]:
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = _env(
+            2,
+            JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            JAX_NUM_PROCESSES="2",
+            JAX_PROCESS_ID=str(pid),
+            **extra,
+        )
+        cmd = [sys.executable, *SMOKE, "--out", str(out), *args]
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    results = []
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=TIMEOUT_S)
+            results.append((p.returncode, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+def _numbers(out: pathlib.Path) -> dict:
+    results = json.loads((out / "results.json").read_text())
+    for key in ("timing", "devices"):
+        results.pop(key)
+    return results
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("one_process") / "out"
+    proc = subprocess.run(
+        [sys.executable, *SMOKE, "--out", str(out)],
+        cwd=REPO,
+        env=_env(4),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_two_processes_with_slow_writer_match_one_process(tmp_path, one_process):
+    out = tmp_path / "two"
+    slow = {"ENTJAX_TEST_OUTPUT_DELAY_S": "6", "ENTJAX_SHUTDOWN_TIMEOUT_S": "3"}
+    finished = _finish(_two_processes(out, **slow))
+    for code, err in finished:
+        assert code == 0, err[-3000:]
+    devices = json.loads((out / "results.json").read_text())["devices"]
+    assert devices["process_count"] == 2
+    assert devices["device_count"] == 4
+    assert _numbers(out) == _numbers(one_process)
+    assert "wrote" in finished[0][1]
+    assert "wrote" not in finished[1][1]  # process 0 alone writes
+
+
+def test_two_processes_resume_an_interrupted_run(tmp_path, one_process):
+    out = tmp_path / "resumed"
+    for code, err in _finish(_two_processes(out, "--stop-after-step", "25")):
+        assert code == 3, err[-3000:]
+    assert (out / "checkpoints" / "20").is_dir()
+    assert not (out / "results.json").exists()
+    for code, err in _finish(_two_processes(out, "--resume")):
+        assert code == 0, err[-3000:]
+    timing = json.loads((out / "results.json").read_text())["timing"]
+    assert timing["resumed_from_step"] == 20
+    assert _numbers(out) == _numbers(one_process)
