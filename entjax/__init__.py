@@ -56,6 +56,11 @@ from ._fused import (
     fused_linear_cross_entropy as fused_linear_cross_entropy,
     fused_linear_entropy as fused_linear_entropy,
 )
+from ._maxent import (
+    MaxEntResult as MaxEntResult,
+    max_entropy as max_entropy,
+    validate_max_entropy as validate_max_entropy,
+)
 from ._objectives import (
     Term as Term,
     make_objective as make_objective,
@@ -83,6 +88,7 @@ __all__ = (
     "Elbo",
     "EnsembleUncertainty",
     "FusedEntropy",
+    "MaxEntResult",
     "ReliabilityBins",
     "Term",
     "VIBLoss",
@@ -112,6 +118,7 @@ __all__ = (
     "knn_entropy",
     "ksg_mutual_information",
     "make_objective",
+    "max_entropy",
     "mine_bound",
     "mutual_information",
     "negative_log_likelihood",
@@ -125,6 +132,7 @@ __all__ = (
     "softmax_cross_entropy_with_integer_labels",
     "term",
     "validate_labels",
+    "validate_max_entropy",
     "validate_probs",
     "value_fn",
     "vib_loss",
