@@ -29,7 +29,15 @@ import jax
 import numpy as np
 
 import entjax
-from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core import (
+    cli,
+    data as data_lib,
+    entropy_curves,
+    metrics,
+    models,
+    outputs,
+    training,
+)
 from experiments.core.cli import option
 from experiments.core.runner import Experiment, Outcome
 
@@ -85,6 +93,8 @@ class Split:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
     num_classes: int
     input_shape: tuple[int, int, int]
 
@@ -98,11 +108,21 @@ def toy_points(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def load(name: str, config: Config) -> Split:
     if name == "digits":
         d = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
-        return Split(d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes, data_lib.IMAGE_SHAPE)
+        return Split(
+            d.x_train,
+            d.y_train,
+            d.x_test,
+            d.y_test,
+            d.x_val,
+            d.y_val,
+            d.num_classes,
+            data_lib.IMAGE_SHAPE,
+        )
     if name == "toy":
         x_train, y_train = toy_points(config.toy_train, seed=config.seed)
         x_test, y_test = toy_points(config.toy_test, seed=config.seed + 1)
-        return Split(x_train, y_train, x_test, y_test, 2, (1, 2, 1))
+        x_val, y_val = toy_points(config.toy_train, seed=config.seed + 2)
+        return Split(x_train, y_train, x_test, y_test, x_val, y_val, 2, (1, 2, 1))
     raise cli.ConfigError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
@@ -160,6 +180,7 @@ def run_dataset(name: str, config: Config, options: cli.RunOptions) -> dict[str,
         member_inputs={"lam": np.array([m["lam"] for m in grid], np.float32)},
         evaluate=evaluate,
         member_names=training.member_names(grid),
+        probe=entropy_curves.EntropyProbe(split.x_train, split.x_val, split.y_val),
     )
     out = summarise(result, grid, config, split)
     if name == "toy":
@@ -188,6 +209,12 @@ def summarise(
         "eval_steps": curves.steps,
         "curves": {m: by_lam(curves.metrics[m]) for m in METRICS},
         "final_train_loss": metrics.group_mean_std(result.loss_history[-1], lam_of, lams)["mean"],
+        "entropy_curves": entropy_curves.summarise(
+            curves,
+            result.loss_history,
+            series=entropy_curves.series_by(grid, "lam", "λ"),
+            max_entropy=math.log(split.num_classes),
+        ),
     }
 
 
@@ -205,9 +232,9 @@ def toy_surface(members: training.Members, params: Any, grid: list[dict[str, Any
 
 
 def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
-    return Outcome(
-        {"datasets": {name: run_dataset(name, config, options) for name in config.datasets}}
-    )
+    datasets = {name: run_dataset(name, config, options) for name in config.datasets}
+    curves = {name: d.pop("entropy_curves") for name, d in datasets.items()}
+    return Outcome({"datasets": datasets, "entropy_curves": curves})
 
 
 # --------------------------------------------------------------------------- outputs

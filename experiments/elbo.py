@@ -31,7 +31,15 @@ import numpy as np
 from flax import nnx
 
 import entjax
-from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core import (
+    cli,
+    data as data_lib,
+    entropy_curves,
+    metrics,
+    models,
+    outputs,
+    training,
+)
 from experiments.core.cli import option
 from experiments.core.distributed import to_host
 from experiments.core.runner import Experiment, Outcome
@@ -98,6 +106,10 @@ class VAE(nnx.Module):
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = self.encoder(x)
         return h[..., : self.latent_dim], h[..., self.latent_dim :]
+
+    def reconstruct(self, x: jax.Array) -> jax.Array:
+        """Bernoulli logits of the decoder at the posterior mean: the model's output for ``x``."""
+        return self.decode(self.encode(x)[0])
 
     def decode(self, z: jax.Array) -> jax.Array:
         """Bernoulli logits, shape ``z.shape[:-1] + (64,)``."""
@@ -221,6 +233,12 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
         },
         evaluate=lambda p: evaluator(p, x_test),
         member_names=training.member_names(grid),
+        probe=entropy_curves.EntropyProbe(
+            x_train,
+            binarize(data.x_val, config.threshold),
+            apply=lambda params, x: members.ensemble.module(params).reconstruct(x),
+            entropy=entropy_curves.bernoulli_entropy,
+        ),
     )
     final = make_evaluator(members.ensemble, (config.final_k,), config.seed + 1, chunk=20)(
         result.params, x_test
@@ -228,7 +246,13 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     vae = summarise(result, final, grid, config)
     best = max(i for i, m in enumerate(grid) if m["seed"] == 0)  # seed 0, largest k
     images = sample_images(members, result.params, best, x_test, config)
-    return Outcome({"vae": vae}, arrays=images)
+    curves = entropy_curves.summarise(
+        result.curves,
+        result.loss_history,
+        series=entropy_curves.series_by(grid, "train_k", "trained with k"),
+        max_entropy=NUM_PIXELS * math.log(2.0),
+    )
+    return Outcome({"vae": vae, "entropy_curves": {"digits": curves}}, arrays=images)
 
 
 def summarise(

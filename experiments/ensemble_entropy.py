@@ -18,13 +18,14 @@ logits on every set) and ``checkpoints/`` (orbax).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from experiments.core import cli, data as data_lib, metrics, outputs, training
+from experiments.core import cli, data as data_lib, entropy_curves, metrics, outputs, training
 from experiments.core.cli import option
 from experiments.core.models import ACTIVATIONS, MODELS, build_model
 from experiments.core.runner import Experiment, Outcome
@@ -38,6 +39,7 @@ SMOKE = {
     "batch_size": 32,
     "severities": (2, 5),
     "checkpoint_every": 10,
+    "eval_every": 10,
     "ensemble_sizes": (1, 2),
 }
 
@@ -64,11 +66,12 @@ class Config:
     num_bins: int = option(15, "ECE / reliability bins")
     ensemble_sizes: tuple[int, ...] | None = option(None, "sizes k of the size curves (none: 1..K)")
     checkpoint_every: int | None = option(None, "steps between checkpoints (none: steps / 4)")
+    eval_every: int = option(100, "steps between the entropy-through-training evaluations")
 
     def __post_init__(self):
         cli.require_positive(self, "lr")
         cli.require_positive(self, "weight_decay", "warmup_steps", allow_zero=True)
-        for name in ("members", "steps", "batch_size", "depth", "num_bins"):
+        for name in ("members", "steps", "batch_size", "depth", "num_bins", "eval_every"):
             cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
         cli.require(self.width is None or self.width >= 1, "--width must be >= 1")
         cli.require_choice(self, "model", MODELS)
@@ -367,11 +370,16 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
         batch_size=config.batch_size,
         seed=config.seed,
         schedule=training.Schedule(
-            config.steps, checkpoint_every=max(config.steps // 4, 1) if every is None else every
+            config.steps,
+            eval_every=config.eval_every,
+            checkpoint_every=max(config.steps // 4, 1) if every is None else every,
         ),
         options=options,
         run_config=dataclasses.asdict(config),
         description=f"{config.members}×{config.model}",
+        probe=entropy_curves.EntropyProbe(
+            data.x_train, data.x_val, data.y_val, groups=[list(range(config.members))]
+        ),
     )
     train_seconds = time.perf_counter() - t_train
     sets = EvalSets.build(data, config)
@@ -381,6 +389,14 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     )
     results = evaluate(scores, config)
     results["training"] = training_summary(result.loss_history)
+    results["entropy_curves"] = {
+        "digits": entropy_curves.summarise(
+            result.curves,
+            result.loss_history,
+            group_names=["ensemble"],
+            max_entropy=math.log(data.num_classes),
+        )
+    }
     results["data"] = data.summary()
     return Outcome(
         results,

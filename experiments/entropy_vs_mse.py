@@ -27,6 +27,7 @@ Run ``python -m experiments.entropy_vs_mse`` (``--smoke`` for a seconds-long che
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +39,15 @@ import optax
 from flax import nnx
 
 import entjax
-from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core import (
+    cli,
+    data as data_lib,
+    entropy_curves,
+    metrics,
+    models,
+    outputs,
+    training,
+)
 from experiments.core.cli import option
 from experiments.core.runner import Experiment, Outcome
 
@@ -172,6 +181,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     results: dict[str, Any] = {"gradients": gradient_study(config.num_classes)}
     if not config.gradients_only:
         results["training"] = train_losses(config, options)
+        results["entropy_curves"] = {"digits": results["training"].pop("entropy_curves")}
     return Outcome(results)
 
 
@@ -225,8 +235,21 @@ def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
         },
         evaluate=evaluate,
         member_names=training.member_names(grid),
+        probe=entropy_curves.EntropyProbe(
+            data.x_train, data.x_val, data.y_val, postprocess=lambda out: out * scale[:, None, None]
+        ),
     )
-    return summarise(result, grid, config)
+    summary = summarise(result, grid, config)
+    series = {
+        f"{m['loss']}/{m['init']}": [
+            i for i, g in enumerate(grid) if g["loss"] == m["loss"] and g["init"] == m["init"]
+        ]
+        for m in grid
+    }
+    summary["entropy_curves"] = entropy_curves.summarise(
+        result.curves, result.loss_history, series=series, max_entropy=math.log(data.num_classes)
+    )
+    return summary
 
 
 def summarise(

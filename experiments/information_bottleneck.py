@@ -32,7 +32,15 @@ import numpy as np
 from flax import nnx
 
 import entjax
-from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core import (
+    cli,
+    data as data_lib,
+    entropy_curves,
+    metrics,
+    models,
+    outputs,
+    training,
+)
 from experiments.core.cli import option
 from experiments.core.distributed import to_host
 from experiments.core.runner import Experiment, Outcome
@@ -173,9 +181,36 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
         },
         evaluate=lambda p: evaluator(p, data.x_test, data.y_test),
         member_names=training.member_names(grid),
+        probe=entropy_curves.EntropyProbe(
+            data.x_train,
+            data.x_val,
+            data.y_val,
+            apply=sampled_logits(members.ensemble, config.seed),
+        ),
     )
     train_final = evaluator(result.params, data.x_train, data.y_train)
-    return Outcome({"ib": summarise(result.curves, train_final, grid, config, marginal)})
+    curves = entropy_curves.summarise(
+        result.curves,
+        result.loss_history,
+        series=entropy_curves.series_by(grid, "beta", "β"),
+        max_entropy=math.log(data.num_classes),
+    )
+    return Outcome(
+        {
+            "ib": summarise(result.curves, train_final, grid, config, marginal),
+            "entropy_curves": {"digits": curves},
+        }
+    )
+
+
+def sampled_logits(ensemble: training.Ensemble, seed: int):
+    """Per-member logits from one latent sample per example (a fixed key: comparable evals)."""
+    key = jax.random.key(seed + 7907)
+
+    def apply(params, x):
+        return ensemble.module(params)(x, key)["logits"]
+
+    return apply
 
 
 def summarise(

@@ -43,7 +43,15 @@ import numpy as np
 from flax import nnx
 
 import entjax
-from experiments.core import cli, data as data_lib, metrics, models, outputs, training
+from experiments.core import (
+    cli,
+    data as data_lib,
+    entropy_curves,
+    metrics,
+    models,
+    outputs,
+    training,
+)
 from experiments.core.cli import option
 from experiments.core.runner import Experiment, Outcome
 
@@ -51,6 +59,12 @@ NAME = "information_plane"
 ACTIVATIONS = ("tanh", "relu")
 ESTIMATORS = ("binning", "kernel")
 LOG2 = math.log(2.0)
+PLANE_KEYS = (
+    *(f"{q}_{e}" for e in ("binning", "kernel") for q in ("ixt", "ity")),
+    "max_activation",
+    "train_accuracy",
+    "test_accuracy",
+)
 # A layer "compresses" when I(X;T) ends at least this far (bits) below its peak after step 0.
 COMPRESSION_THRESHOLD_BITS = 0.1
 
@@ -227,8 +241,13 @@ def run_activation(
         name=activation,
         description=f"{NAME}/{activation}",
         evaluate=evaluate,
+        probe=entropy_curves.EntropyProbe(split.x_train, split.x_val, split.y_val),
     )
-    return summarise(result, config, activation, config.batch_size / n)
+    out = summarise(result, config, activation, config.batch_size / n)
+    out["entropy_curves"] = entropy_curves.summarise(
+        result.curves, result.loss_history, max_entropy=math.log(split.num_classes)
+    )
+    return out
 
 
 def layer_summary(ixt: np.ndarray, ity: np.ndarray, steps: np.ndarray) -> dict[str, Any]:
@@ -262,7 +281,7 @@ def summarise(
         "final_train_accuracy": metrics.mean_std(m["train_accuracy"][-1]),
         "final_test_accuracy": metrics.mean_std(m["test_accuracy"][-1]),
         "final_train_loss": metrics.mean_std(result.loss_history[-1]),
-        "per_seed": {k_: np.moveaxis(v, 0, -1) for k_, v in m.items()},  # (K, [L,] T)
+        "per_seed": {k_: np.moveaxis(m[k_], 0, -1) for k_ in PLANE_KEYS},  # (K, [L,] T)
         "estimators": {},
     }
     for est in ESTIMATORS:
@@ -289,6 +308,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
             "log2_n": math.log2(len(measure)),
             "h_y_bits": float(-np.sum(freq * np.log2(freq))),
             "activations": per_act,
+            "entropy_curves": {act: r.pop("entropy_curves") for act, r in per_act.items()},
         }
     )
 

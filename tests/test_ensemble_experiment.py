@@ -169,6 +169,16 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
     assert full["ensemble_size"]["k"] == [1, 2, 8]
     # training did something: the ensemble beats chance (1/8) by a wide margin
     assert full["in_distribution"]["ensemble"]["accuracy"] > 0.5
+    # entropy through training: every evaluation, the ensemble's decomposition, the figure
+    block = full["entropy_curves"]["digits"]
+    assert block["steps"] == list(range(0, 41, 10))
+    series = block["series"]["all members"]
+    assert series["entropy_val"][-1] < series["entropy_val"][0]  # the model grew confident
+    mi = np.asarray(block["ensembles"]["mutual_information_val"])
+    assert mi.shape == (1, 5)
+    assert np.all(mi >= -1e-6)
+    assert (smoke_run / "entropy_curves.png").exists()
+    assert "## Entropy through training" in report
 
 
 def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import confidence_penalty, elbo, ensemble_entropy, information_plane
-from experiments.core import cli, outputs, runner, training
+from experiments.core import cli, entropy_curves, outputs, runner, training
 from experiments.core.checkpoints import Checkpoints
 
 
@@ -225,3 +225,57 @@ def test_member_grid_and_names():
         {"lam": 1.0, "seed": 1},
     ]
     assert training.member_names(grid)[2] == "member 2 (lam=1.0, seed=0)"
+
+
+# --------------------------------------------------------------------------- entropy curves
+
+
+def test_alarm_rule_fires_on_a_rise_while_training_loss_falls():
+    steps = [0, 10, 20, 30, 40]
+    val = [2.0, 1.0, 0.8, 1.2, 1.25]  # +0.4 nats (+50 %) at step 30, +0.05 (4 %) at 40
+    falling = [None, 2.0, 1.0, 0.5, 0.4]
+    assert entropy_curves.alarms(val, falling, steps) == [{"step": 30, "from": 0.8, "to": 1.2}]
+    rising_loss = [None, 2.0, 1.0, 1.1, 1.2]  # the loss grows too: not the overfitting signal
+    assert entropy_curves.alarms(val, rising_loss, steps) == []
+    small = [2.0, 1.0, 0.8, 0.84, 0.86]  # +0.04 nats: below the 0.05-nat floor
+    assert entropy_curves.alarms(small, falling, steps) == []
+
+
+def test_probe_and_summary_against_numpy(tmp_path):
+    from scipy.special import log_softmax
+
+    from experiments.core import models
+
+    def model_fn(rngs):
+        return models.build_model("mlp", num_classes=3, width=4, input_shape=(1, 2, 1), rngs=rngs)
+
+    members = training.Members.create(model_fn, 4, seed=0)
+    rng = np.random.default_rng(0)
+    train_x = rng.normal(size=(6, 1, 2, 1)).astype(np.float32)
+    val_x = rng.normal(size=(5, 1, 2, 1)).astype(np.float32)
+    val_y = rng.integers(0, 3, size=5).astype(np.int32)
+    probe = entropy_curves.EntropyProbe(train_x, val_x, val_y, groups=[[0, 1], [2, 3]])
+    out = probe.bind(members)(members.ensemble.params)
+    logits = members.predict(members.ensemble.params, val_x).astype(np.float64)
+    logp = log_softmax(logits, axis=-1)
+    h = -(np.exp(logp) * logp).sum(-1)  # (K, n)
+    np.testing.assert_allclose(out["entropy_val"], h.mean(-1), rtol=1e-5)
+    np.testing.assert_allclose(out["nll_val"], -logp[:, np.arange(5), val_y].mean(-1), rtol=1e-5)
+    for g, idx in enumerate([[0, 1], [2, 3]]):
+        p_mix = np.exp(logp[idx]).mean(0)
+        total = -(p_mix * np.log(p_mix)).sum(-1)
+        np.testing.assert_allclose(out["ensemble_entropy_val"][g], total.mean(), rtol=1e-5)
+        mi = total - h[idx].mean(0)
+        np.testing.assert_allclose(out["mutual_information_val"][g], mi.mean(), atol=1e-6)
+
+    curves = training.Curves.from_points({0: out, 10: out})
+    history = np.linspace(2.0, 1.0, 10 * 4).reshape(10, 4).astype(np.float32)
+    block = entropy_curves.summarise(
+        curves, history, series={"a": [0, 1], "b": [2, 3]}, max_entropy=np.log(3)
+    )
+    np.testing.assert_allclose(block["series"]["a"]["entropy_val"], [h[:2].mean()] * 2, 1e-5)
+    assert block["series"]["b"]["train_loss_window"][1] == pytest.approx(history[:, 2:].mean())
+    assert block["steps"] == [0, 10]
+    text = entropy_curves.report_section({"run": block})
+    assert "## Entropy through training" in text
+    assert "Alarm rule: flagged when" in text

@@ -138,6 +138,8 @@ def test_smoke_run(tmp_path, script_jax_config):
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(data) > 2000
     assert r["smoke"] is True
+    assert set(r["entropy_curves"]) == {"tanh", "relu"}
+    assert (out / "entropy_curves.png").exists()
     cfg = r["config"]
     n = r["num_measured"]
     assert n == 10 * cfg["per_class"]

@@ -27,6 +27,7 @@ def test_notebooks_exist():
         "02_ensembles.ipynb",
         "03_information_bottleneck.ipynb",
         "04_elbo.ipynb",
+        "05_max_entropy.ipynb",
     ]
 
 

@@ -49,7 +49,25 @@ def _assert_outputs(out: pathlib.Path, pngs: list[str]) -> dict:
     for key in ("config", "versions", "devices", "timing", "experiment"):
         assert key in results
     assert results["smoke"] is True
+    _assert_entropy_curves(out, results)
     return results
+
+
+def _assert_entropy_curves(out: pathlib.Path, results: dict) -> None:
+    """Every experiment reports output entropy through training (figure, report, JSON)."""
+    assert (out / "entropy_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Entropy through training" in (out / "report.md").read_text()
+    for block in results["entropy_curves"].values():
+        steps = block["steps"]
+        assert steps[0] == 0
+        assert steps[-1] == results["config"]["steps"]
+        ceiling = block["max_entropy"]
+        for series in block["series"].values():
+            for key in ("entropy_train", "entropy_val"):
+                values = np.asarray(series[key])
+                assert values.shape == (len(steps),)
+                assert np.all((values >= 0) & (values <= ceiling + 1e-6)), key
+            assert isinstance(series["alarms"], list)
 
 
 def _all_finite(tree) -> bool:

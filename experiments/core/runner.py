@@ -10,6 +10,10 @@ three functions, in the layout of flax's ``examples/``:
 * ``report(results) -> str`` — the Markdown of ``report.md``;
 * ``figures(results, arrays) -> {name: matplotlib Figure}`` — the PNGs.
 
+Results that carry ``entropy_curves`` blocks (:mod:`experiments.core.entropy_curves`, one per
+training run, from the probe of the evaluation hook) get the entropy-through-training section of
+the report and ``entropy_curves.png`` from the runner.
+
 The runner does the rest, the same way for all: the command line, distributed initialisation,
 timing, the run-metadata block, atomic outputs written by process 0, a barrier so that no process
 races ahead to JAX's shutdown while process 0 is writing, and the exit status: 0 on success,
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.core import cli, distributed, outputs
+from experiments.core import cli, distributed, entropy_curves, outputs
 from experiments.core.cli import ConfigError, RunOptions
 
 EXIT_OK, EXIT_DIVERGED, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
@@ -122,11 +126,22 @@ def write_outputs(out: str, results: dict[str, Any], experiment: Experiment, out
     """results.json, report.md, one PNG per figure and the ``.npz`` files, each atomically."""
     os.makedirs(out, exist_ok=True)
     outputs.write_json(os.path.join(out, "results.json"), results)
-    outputs.write_text(os.path.join(out, "report.md"), experiment.report(results).rstrip() + "\n")
-    for name, fig in experiment.figures(results, outcome.arrays).items():
+    outputs.write_text(os.path.join(out, "report.md"), full_report(experiment, results) + "\n")
+    figures = experiment.figures(results, outcome.arrays)
+    if "entropy_curves" in results:
+        figures["entropy_curves"] = entropy_curves.figure(results["entropy_curves"])
+    for name, fig in figures.items():
         outputs.save_figure(fig, os.path.join(out, f"{name}.png"))
     for name, arrays in outcome.npz.items():
         outputs.write_npz(os.path.join(out, f"{name}.npz"), arrays)
+
+
+def full_report(experiment: Experiment, results: dict[str, Any]) -> str:
+    """The experiment's report, then the entropy-through-training section every run has."""
+    text = experiment.report(results).rstrip()
+    if "entropy_curves" in results:
+        text += "\n\n" + entropy_curves.report_section(results["entropy_curves"])
+    return text.rstrip()
 
 
 def main(experiment: Experiment, argv: Sequence[str] | None = None) -> int:
@@ -155,6 +170,6 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return EXIT_STOPPED
     if outputs.is_writer():
-        print(experiment.report(results))
+        print(full_report(experiment, results))
         print(f"\nwrote {options.out}/results.json, report.md and figures", file=sys.stderr)
     return EXIT_OK

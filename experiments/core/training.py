@@ -37,6 +37,7 @@ from experiments.core import cli, data as data_lib
 from experiments.core.checkpoints import Checkpoints
 from experiments.core.cli import ConfigError, RunOptions, option
 from experiments.core.distributed import to_host
+from experiments.core.entropy_curves import EntropyProbe
 from experiments.core.outputs import is_writer
 
 AXIS = "ensemble"
@@ -504,17 +505,21 @@ class Members:
         run_config: Mapping[str, Any],
         name: str = "",
         description: str | None = None,
+        probe: EntropyProbe | None = None,
         **fit_kwargs: Any,
     ) -> TrainResult:
         """:func:`fit` from the initial parameters, member ``m`` drawing its batches with
         :func:`~experiments.core.data.batch_indices` ``(seed, m, step)``; checkpoints in
-        ``<options.out>/checkpoints/<name>`` every ``schedule.checkpoint_every`` steps."""
+        ``<options.out>/checkpoints/<name>`` every ``schedule.checkpoint_every`` steps.
+        A ``probe`` adds the output-entropy curves to the evaluation hook's values."""
         n = len(next(iter(data.values())))
         if not 1 <= batch_size <= n:
             raise ConfigError(
                 f"--batch-size must lie in 1..{n} (the training examples), got {batch_size}"
             )
         k = self.num_members
+        if probe is not None:
+            fit_kwargs["evaluate"] = _with_probe(fit_kwargs.get("evaluate"), probe.bind(self))
         checkpoints = Checkpoints(
             os.path.join(options.out, "checkpoints", name),
             run_config={**run_config, "checkpoint_name": name},
@@ -597,6 +602,13 @@ class Members:
     def member_params(self, params: nnx.State, index: int) -> nnx.State:
         """Member ``index``'s parameters as host arrays (works across hosts)."""
         return jax.tree.map(lambda a: np.asarray(to_host(a))[index], params)
+
+
+def _with_probe(evaluate: EvalFn | None, probe: EvalFn) -> EvalFn:
+    def both(params: PyTree) -> dict[str, np.ndarray]:
+        return {**(evaluate(params) if evaluate is not None else {}), **probe(params)}
+
+    return both
 
 
 def member_grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
