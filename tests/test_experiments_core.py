@@ -279,3 +279,61 @@ def test_probe_and_summary_against_numpy(tmp_path):
     text = entropy_curves.report_section({"run": block})
     assert "## Entropy through training" in text
     assert "Alarm rule: flagged when" in text
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_interval_matches_scipy_t_interval():
+    from scipy import stats as st
+
+    from experiments.core import stats
+
+    x = np.array([0.91, 0.93, 0.90, 0.94, 0.92])
+    got = stats.interval(x)
+    low, high = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
+    assert got["mean"] == pytest.approx(x.mean())
+    assert (got["low"], got["high"]) == pytest.approx((low, high))
+    assert got["std"] == pytest.approx(x.std(ddof=1))
+    one = stats.interval([0.5])
+    assert one["low"] == one["high"] == 0.5
+    assert np.isnan(one["std"])
+
+
+def test_paired_difference_and_verdict():
+    from scipy import stats as st
+
+    from experiments.core import stats
+
+    a = np.array([0.20, 0.22, 0.19, 0.25, 0.21])
+    b = a + np.array([0.05, 0.04, 0.06, 0.05, 0.05])  # b is consistently larger
+    diff = stats.paired(a, b)
+    res = st.ttest_rel(a, b)
+    low, high = res.confidence_interval(0.95)
+    assert (diff["low"], diff["high"]) == pytest.approx((low, high))
+    assert diff["significant"]
+    assert stats.verdict(diff, a="A", b="B", higher_is_better=False) == "A is better than B"
+    noise = stats.paired(a, a + np.array([0.01, -0.01, 0.02, -0.02, 0.0]))
+    assert not noise["significant"]
+    assert stats.verdict(noise, a="A", b="B", higher_is_better=False).startswith("no significant")
+
+
+def test_bootstrap_interval_covers_the_statistic():
+    from experiments.core import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 1.0, size=400)
+    boot = stats.bootstrap(lambda idx: float(x[idx].mean()), len(x), seed=0, num_resamples=400)
+    se = x.std(ddof=1) / np.sqrt(len(x))
+    assert boot["low"] < x.mean() < boot["high"]
+    assert boot["high"] - boot["low"] == pytest.approx(2 * 1.96 * se, rel=0.2)
+    strata = np.repeat([0, 1], 200)
+    seen = []
+    stats.bootstrap(
+        lambda idx: seen.append(np.bincount(strata[idx])) or 0.0,
+        400,
+        seed=1,
+        num_resamples=5,
+        strata=strata,
+    )
+    assert all(list(c) == [200, 200] for c in seen[:-1])  # each stratum keeps its size

@@ -1,0 +1,116 @@
+"""Uncertainty of reported numbers: intervals over seeds, paired differences, the bootstrap.
+
+Every compared number in an experiment's report is a mean over independent seeds (or
+ensembles) with a 95% interval, and a claim ("A is better than B") is made only where the
+interval of the paired difference excludes zero:
+
+* :func:`interval` — mean, sample standard deviation (``ddof=1``) and the Student-t interval
+  ``mean ± t_{0.975, n-1} · s / √n`` over independent replicates;
+* :func:`paired` — the same for the per-seed differences ``a - b`` of two methods evaluated on
+  the same seeds, plus the verdict :func:`verdict` turns into words;
+* :func:`bootstrap` — a percentile interval over resampled test examples, for statistics (AUROC,
+  AUPR) whose uncertainty from a finite test set can exceed that over seeds.
+
+Intervals are dictionaries ``{"mean", "low", "high", "std", "n"}`` so that they serialise to
+JSON and print with :func:`experiments.core.outputs.fmt` as ``mean [low, high]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+CONFIDENCE = 0.95
+
+
+def _t_quantile(df: int, confidence: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2.0, df))
+
+
+def interval(values: Sequence[float] | np.ndarray, *, confidence: float = CONFIDENCE) -> dict:
+    """Mean and Student-t ``confidence`` interval over independent replicates (``ddof=1``).
+
+    One replicate gives a degenerate interval (``low = high = mean``, ``std`` NaN): there is no
+    estimate of the spread, and :func:`verdict` then never claims a difference.
+    """
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "std": math.nan, "n": 0}
+    mean = float(x.mean())
+    if n == 1:
+        return {"mean": mean, "low": mean, "high": mean, "std": math.nan, "n": 1}
+    std = float(x.std(ddof=1))
+    half = _t_quantile(n - 1, confidence) * std / math.sqrt(n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "std": std, "n": n}
+
+
+def paired(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+) -> dict:
+    """Interval of the mean per-replicate difference ``a - b`` (same seeds, same order), with
+    ``significant``: whether the interval excludes 0 (needs at least 2 replicates)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need equal lengths, got {a.shape} and {b.shape}")
+    out = interval(a - b, confidence=confidence)
+    out["significant"] = bool(out["n"] >= 2 and (out["low"] > 0 or out["high"] < 0))
+    return out
+
+
+def verdict(diff: dict, *, a: str, b: str, higher_is_better: bool) -> str:
+    """Words for a :func:`paired` difference ``a - b``: a claim only if it is significant."""
+    if not diff.get("significant"):
+        return f"no significant difference between {a} and {b}"
+    better = (diff["mean"] > 0) == higher_is_better
+    return f"{a} is {'better' if better else 'worse'} than {b}"
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    seed: int,
+    num_resamples: int = 1000,
+    confidence: float = CONFIDENCE,
+    strata: np.ndarray | None = None,
+) -> dict:
+    """Percentile bootstrap interval of ``statistic(indices)`` over ``n`` examples.
+
+    ``statistic`` receives an index array (a resample with replacement of ``range(n)``) and
+    returns a number. ``strata`` (an integer label per example, e.g. in- vs out-of-distribution)
+    resamples within each stratum, so both classes of a detection problem stay represented.
+    """
+    rng = np.random.default_rng([seed, 7])
+    groups = (
+        [np.arange(n)]
+        if strata is None
+        else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    )
+    values = []
+    for _ in range(num_resamples):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+        values.append(statistic(idx))
+    values = np.asarray(values, np.float64)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return {
+        "mean": float(statistic(np.arange(n))),
+        "low": float(low),
+        "high": float(high),
+        "std": float(values.std(ddof=1)),
+        "n": n,
+    }
+
+
+def wider(*intervals: dict) -> dict:
+    """The interval with the larger width (for reporting the more conservative of two)."""
+    return max(intervals, key=lambda i: i["high"] - i["low"])
