@@ -24,10 +24,10 @@ class ReliabilityBins(NamedTuple):
     Empty bins have ``counts == 0`` and ``accuracy == confidence == 0``.
     """
 
-    counts: jax.Array  # number of (unmasked) examples per bin, int32, shape [num_bins]
-    accuracy: jax.Array  # fraction of correct top-1 predictions per bin, shape [num_bins]
-    confidence: jax.Array  # mean top-1 probability per bin, shape [num_bins]
-    bin_edges: jax.Array  # shape [num_bins + 1], 0 to 1
+    counts: jax.Array  #: number of (unmasked) examples per bin, int32, shape [num_bins]
+    accuracy: jax.Array  #: fraction of correct top-1 predictions per bin, shape [num_bins]
+    confidence: jax.Array  #: mean top-1 probability per bin, shape [num_bins]
+    bin_edges: jax.Array  #: shape [num_bins + 1], 0 to 1
 
 
 def negative_log_likelihood(

@@ -31,9 +31,9 @@ class EnsembleUncertainty(NamedTuple):
     ``total = aleatoric + epistemic`` up to rounding.
     """
 
-    total: jax.Array  # entropy of the mean predictive distribution
-    aleatoric: jax.Array  # expected (mean) member entropy
-    epistemic: jax.Array  # mutual information between prediction and member (BALD)
+    total: jax.Array  #: entropy of the mean predictive distribution
+    aleatoric: jax.Array  #: expected (mean) member entropy
+    epistemic: jax.Array  #: mutual information between prediction and member (BALD)
 
 
 class _Members(NamedTuple):

@@ -357,8 +357,8 @@ def max_entropy(
       >>> import jax.numpy as jnp, entjax
       >>> faces = jnp.arange(1.0, 7.0)
       >>> out = entjax.max_entropy(faces[:, None], jnp.array([4.5]))
-      >>> print(out.probs.round(4))
-      [0.0544 0.0788 0.1142 0.1654 0.2398 0.3475]
+      >>> print(" ".join(f"{p:.4f}" for p in out.probs))
+      0.0544 0.0788 0.1142 0.1654 0.2398 0.3475
       >>> print(f"{out.entropy:.4f} nats, λ = {out.multipliers[0]:.4f}, {bool(out.feasible)}")
       1.6136 nats, λ = 0.3710, True
       >>> try:  # no die averages more than 6

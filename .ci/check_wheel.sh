@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Build the sdist and the wheel (from the sdist), check what the wheel ships, install it into a
+# fresh venv and run the library's doctests from outside the repository.
+#
+#   .ci/check_wheel.sh           venv with --system-site-packages: the wheel is installed with
+#                                --no-index --no-deps, its dependencies (jax, optax, chex, numpy,
+#                                pytest) come from the environment, so nothing is downloaded
+#   .ci/check_wheel.sh --plain   plain venv: pip installs the wheel and its dependencies from the
+#                                index (downloads jax and jaxlib; slower)
+#
+# Either way the script checks that `entjax` is imported from the venv, not from the checkout or
+# an editable install, and that the wheel's declared dependencies are satisfied there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-system}
+case "$mode" in system | --plain) ;; *) echo "usage: $0 [--plain]" >&2; exit 2 ;; esac
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONNOUSERSITE=1
+
+python -m build --outdir "$tmp/dist" . >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
+wheel=$(ls "$tmp"/dist/entjax-*.whl)
+sdist=$(ls "$tmp"/dist/entjax-*.tar.gz)
+echo "built $(basename "$sdist") and $(basename "$wheel")"
+
+python - "$wheel" "$sdist" <<'EOF'
+import ast, pathlib, sys, tarfile, zipfile
+
+wheel, sdist = sys.argv[1:]
+init = pathlib.Path("entjax/__init__.py")
+version = next(
+    node.value.value
+    for node in ast.parse(init.read_text()).body
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__version__"
+)
+names = set(zipfile.ZipFile(wheel).namelist())
+modules = {f"entjax/{p.name}" for p in pathlib.Path("entjax").glob("*.py")}
+missing = sorted((modules | {"entjax/py.typed"}) - names)
+assert not missing, f"the wheel lacks {missing}"
+stray = sorted(n for n in names if not n.startswith(("entjax/", f"entjax-{version}.dist-info/")))
+assert not stray, f"the wheel ships files outside the package: {stray}"
+assert f"{version}-py3-none-any.whl" in wheel, f"wheel {wheel} is not version {version}"
+members = tarfile.open(sdist).getnames()
+for need in ("pyproject.toml", "README.md", "entjax/py.typed"):
+    assert f"entjax-{version}/{need}" in members, f"the sdist lacks {need}"
+print(f"wheel ships {len(modules)} modules and py.typed; version {version}")
+EOF
+
+if [[ "$mode" == --plain ]]; then
+  python -m venv "$tmp/venv"
+  "$tmp/venv/bin/python" -m pip install -q "$wheel" pytest
+else
+  # --system-site-packages: the dependencies (jax and jaxlib alone are ~100 MB of wheels) are
+  # taken from this environment instead of being downloaded again on every CI run.
+  python -m venv --system-site-packages "$tmp/venv"
+  "$tmp/venv/bin/python" -m pip install -q --no-index --no-deps --ignore-installed "$wheel"
+fi
+
+mkdir "$tmp/run"
+cd "$tmp/run"  # outside the repository: nothing of the checkout is importable
+cat >pytest.ini <<'EOF'
+[pytest]
+addopts = -p no:cacheprovider
+doctest_optionflags = NORMALIZE_WHITESPACE ELLIPSIS NUMBER
+filterwarnings = error
+EOF
+"$tmp/venv/bin/python" - "$tmp/venv" <<'EOF'
+import importlib.metadata as md, pathlib, sys
+
+from packaging.requirements import Requirement
+
+import entjax
+
+venv = pathlib.Path(sys.argv[1]).resolve()
+where = pathlib.Path(entjax.__file__).resolve()
+assert venv in where.parents, f"entjax was imported from {where}, not from the venv {venv}"
+assert (where.parent / "py.typed").is_file(), "py.typed is not installed"
+assert entjax.__version__ == md.version("entjax"), (entjax.__version__, md.version("entjax"))
+for spec in md.requires("entjax") or []:
+    req = Requirement(spec)
+    if req.marker is None or req.marker.evaluate({"extra": ""}):
+        have = md.version(req.name)
+        assert req.specifier.contains(have, prereleases=True), f"{req}: {have} is installed"
+print(f"entjax {entjax.__version__} imported from {where.parent}")
+EOF
+# Third-party plugins are not needed for doctests; not loading them keeps the run independent
+# of what else is installed.
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$tmp/venv/bin/python" -m pytest -q --doctest-modules \
+  --pyargs entjax
