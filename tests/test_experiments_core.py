@@ -29,7 +29,7 @@ def script_jax_config():
 
 BAD_ARGUMENTS = [
     (ensemble_entropy, ["--heldout-classes", "12"], "--heldout-classes must be one of"),
-    (ensemble_entropy, ["--heldout-classes", "0,1,2,3,4,5,6,7,8,9"], "leaves 0 digit"),
+    (ensemble_entropy, ["--heldout-classes", "0,1,2,3,4,5,6,7,8,9"], "leaves 0 class(es)"),
     (ensemble_entropy, ["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
     (ensemble_entropy, ["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
     (ensemble_entropy, ["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
@@ -73,7 +73,8 @@ def test_help_lists_shared_flags_and_typed_options(capsys):
     for flag in ("--out", "--resume", "--smoke", "--seed", "--no-progress", "--distributed"):
         assert flag in text
     assert "--heldout-classes LIST" in text
-    assert "peak Adam learning rate (default 0.001)" in text
+    assert "independent ensembles R" in text
+    assert "(default 5)" in text
 
 
 def test_config_resolution_order():
@@ -81,11 +82,16 @@ def test_config_resolution_order():
     smoke = ensemble_entropy.SMOKE
     config, options = cli.parse_config(parser, ensemble_entropy.Config, smoke, ["--smoke"])
     assert config.steps == smoke["steps"]
-    assert config.members == ensemble_entropy.Config().members  # not overridden by smoke
+    assert config.depth == ensemble_entropy.Config().depth  # not overridden by smoke
     config, options = cli.parse_config(
-        parser, ensemble_entropy.Config, smoke, ["--smoke", "--steps", "7", "--width", "none"]
+        parser,
+        ensemble_entropy.Config,
+        smoke,
+        ["--smoke", "--steps", "7", "--checkpoint-every", "none"],
     )
-    assert (config.steps, config.width, options.smoke, options.out) == (7, None, True, "runs/x")
+    assert (config.steps, config.checkpoint_every, options.smoke) == (7, None, True)
+    assert options.out == "runs/x"
+    assert config.width == smoke["width"]
     assert config.severities == smoke["severities"]
 
 
@@ -337,3 +343,93 @@ def test_bootstrap_interval_covers_the_statistic():
         strata=strata,
     )
     assert all(list(c) == [200, 200] for c in seen[:-1])  # each stratum keeps its size
+
+
+# --------------------------------------------------------------------------- OOD metrics
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_detection_metrics_match_sklearn_and_a_written_out_fpr95(ties):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from experiments.core import detection
+
+    rng = np.random.default_rng(3)
+    s_in = rng.normal(size=(4, 60))
+    s_out = rng.normal(0.8, size=(4, 45))
+    if ties:  # scores with many exact ties, as max-softmax has when it saturates
+        s_in, s_out = np.round(s_in), np.round(s_out)
+    got = detection.per_replicate(s_in, s_out)
+    for i in range(4):
+        y = np.r_[np.zeros(60), np.ones(45)]
+        s = np.r_[s_in[i], s_out[i]]
+        assert got["auroc"][i] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert got["aupr"][i] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        # FPR@95: the largest threshold that flags >= 95% of the OOD scores, brute force
+        best = max(t for t in np.unique(s) if np.mean(s_out[i] >= t) >= 0.95)
+        assert got["fpr95"][i] == pytest.approx(np.mean(s_in[i] >= best), abs=1e-12)
+    boot = detection.replicate_intervals(s_in, s_out, bootstrap=50, seed=0)
+    assert boot["auroc"]["low"] <= got["auroc"].mean() <= boot["auroc"]["high"]
+    assert boot["auroc"]["interval_from"] in ("seeds", "bootstrap")
+
+
+def test_knn_distance_against_brute_force():
+    from experiments.core import detection
+
+    rng = np.random.default_rng(0)
+    ref, qry = rng.normal(size=(50, 6)), rng.normal(size=(9, 6))
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    d = np.linalg.norm(unit(qry)[:, None] - unit(ref)[None], axis=-1)
+    np.testing.assert_allclose(detection.knn_distance(ref, qry, k=3), np.sort(d, 1)[:, 2], 1e-5)
+    raw = np.linalg.norm(qry[:, None] - ref[None], axis=-1)
+    np.testing.assert_allclose(
+        detection.knn_distance(ref, qry, k=1, normalize=False), raw.min(1), rtol=1e-4
+    )
+
+
+def test_temperature_fit_minimises_validation_nll():
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    from experiments.core import uncertainty
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=300)
+    logits = rng.normal(size=(3, 300, 5))
+    logits[:, np.arange(300), labels] += 2.0
+    logits *= np.array([0.3, 1.0, 4.0])[:, None, None]  # under-, well- and over-confident
+    temps = uncertainty.fit_temperature(logits, labels)
+
+    def nll(z, t):
+        return -log_softmax(z / t, axis=-1)[np.arange(300), labels].mean()
+
+    for i in range(3):
+        ref = minimize_scalar(
+            lambda lt, z=logits[i]: nll(z, np.exp(lt)),
+            bounds=(-3, 3),
+            method="bounded",
+            options={"xatol": 1e-8},
+        )
+        assert temps[i] == pytest.approx(np.exp(ref.x), rel=1e-3)
+        assert nll(logits[i], temps[i]) <= nll(logits[i], 1.0)
+    assert temps[0] < 1.0 < temps[2]  # sharpens the under-confident, softens the over-confident
+
+
+def test_accuracy_vs_confidence_and_subsets():
+    from experiments.core import uncertainty
+
+    rng = np.random.default_rng(0)
+    lp = np.log(rng.dirichlet(np.ones(4), size=(2, 50)))
+    labels = rng.integers(0, 4, size=50)
+    tau = np.array([0.0, 0.4, 0.7])
+    got = uncertainty.accuracy_vs_confidence(lp, labels, tau)
+    for p in range(2):
+        for j, t in enumerate(tau):
+            kept = np.exp(lp[p]).max(-1) >= t
+            assert got["fraction"][p, j] == pytest.approx(kept.mean())
+            expected = np.mean(lp[p][kept].argmax(-1) == labels[kept]) if kept.any() else np.nan
+            np.testing.assert_allclose(got["accuracy"][p, j], expected)
+    subsets = uncertainty.random_subsets(8, 3, 10, seed=0)
+    assert subsets.shape == (10, 3)
+    assert all(len(set(s)) == 3 and max(s) < 8 for s in subsets.tolist())
+    assert uncertainty.random_subsets(4, 2, 10, seed=0).shape == (6, 2)  # all C(4, 2)

@@ -31,11 +31,18 @@ def _t_quantile(df: int, confidence: float) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2.0, df))
 
 
-def interval(values: Sequence[float] | np.ndarray, *, confidence: float = CONFIDENCE) -> dict:
+def interval(
+    values: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> dict:
     """Mean and Student-t ``confidence`` interval over independent replicates (``ddof=1``).
 
-    One replicate gives a degenerate interval (``low = high = mean``, ``std`` NaN): there is no
-    estimate of the spread, and :func:`verdict` then never claims a difference.
+    ``bounds`` clips the interval to the quantity's range (e.g. ``(0, 1)`` for an accuracy): the
+    t-interval is symmetric and can leave it with few replicates. One replicate gives a
+    degenerate interval (``low = high = mean``, ``std`` NaN): there is no estimate of the
+    spread, and :func:`verdict` then never claims a difference.
     """
     x = np.asarray(values, np.float64).ravel()
     x = x[np.isfinite(x)]
@@ -47,7 +54,12 @@ def interval(values: Sequence[float] | np.ndarray, *, confidence: float = CONFID
         return {"mean": mean, "low": mean, "high": mean, "std": math.nan, "n": 1}
     std = float(x.std(ddof=1))
     half = _t_quantile(n - 1, confidence) * std / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "std": std, "n": n}
+    low, high = mean - half, mean + half
+    if bounds[0] is not None:
+        low = max(low, bounds[0])
+    if bounds[1] is not None:
+        high = min(high, bounds[1])
+    return {"mean": mean, "low": low, "high": high, "std": std, "n": n}
 
 
 def paired(
@@ -89,26 +101,49 @@ def bootstrap(
     returns a number. ``strata`` (an integer label per example, e.g. in- vs out-of-distribution)
     resamples within each stratum, so both classes of a detection problem stay represented.
     """
-    rng = np.random.default_rng([seed, 7])
-    groups = (
-        [np.arange(n)]
-        if strata is None
-        else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    many = bootstrap_many(
+        lambda idx: {"value": statistic(idx)},
+        n,
+        seed=seed,
+        num_resamples=num_resamples,
+        confidence=confidence,
+        strata=strata,
     )
-    values = []
+    return many["value"]
+
+
+def bootstrap_many(
+    statistic: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    *,
+    seed: int,
+    num_resamples: int = 1000,
+    confidence: float = CONFIDENCE,
+    strata: np.ndarray | None = None,
+) -> dict[str, dict]:
+    """:func:`bootstrap` of several statistics computed together from the same resamples."""
+    rng = np.random.default_rng([seed, 7])
+    labels = np.zeros(n, int) if strata is None else np.asarray(strata)
+    groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
+    draws: dict[str, list[float]] = {}
     for _ in range(num_resamples):
         idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
-        values.append(statistic(idx))
-    values = np.asarray(values, np.float64)
+        for name, value in statistic(idx).items():
+            draws.setdefault(name, []).append(value)
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return {
-        "mean": float(statistic(np.arange(n))),
-        "low": float(low),
-        "high": float(high),
-        "std": float(values.std(ddof=1)),
-        "n": n,
-    }
+    full = statistic(np.arange(n))
+    out = {}
+    for name, values in draws.items():
+        values = np.asarray(values, np.float64)
+        low, high = np.quantile(values, [tail, 1.0 - tail])
+        out[name] = {
+            "mean": float(full[name]),
+            "low": float(low),
+            "high": float(high),
+            "std": float(values.std(ddof=1)),
+            "n": n,
+        }
+    return out
 
 
 def wider(*intervals: dict) -> dict:

@@ -577,15 +577,19 @@ class Members:
         fn: Callable[[nnx.State, jax.Array], jax.Array] | None = None,
         *,
         chunk: int = 4096,
-    ) -> np.ndarray:
-        """Host array ``(K, n, ...)`` of ``fn(member_params, x)`` (default: the logits) for every
-        member, in fixed-size chunks (one compilation per function and chunk shape)."""
+    ) -> Any:
+        """Host arrays ``(K, n, ...)`` of ``fn(member_params, x)`` (default: the logits; any
+        pytree of arrays) for every member, in fixed-size chunks (one compilation per function
+        and chunk shape)."""
         fn = fn or self.ensemble.apply
         if fn not in self._compiled:
             self._compiled[fn] = jax.jit(
-                jax.vmap(fn, in_axes=(0, None)),
-                in_shardings=(member_sharding(self.mesh), replicated(self.mesh)),
-                out_shardings=member_sharding(self.mesh),
+                jax.shard_map(
+                    _over_members(fn),
+                    mesh=self.mesh,
+                    in_specs=(P(AXIS), P()),
+                    out_specs=P(AXIS),
+                )
             )
         compiled = self._compiled[fn]
         size = min(chunk, len(x))
@@ -595,13 +599,22 @@ class Members:
             pad = size - len(part)
             if pad:
                 part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), part.dtype)])
-            out = compiled(params, jax.device_put(part, replicated(self.mesh)))
-            outs.append(np.asarray(to_host(out))[:, : size - pad])
-        return np.concatenate(outs, axis=1)
+            out = to_host(compiled(params, jax.device_put(part, replicated(self.mesh))))
+            outs.append(jax.tree.map(lambda a, keep=size - pad: np.asarray(a)[:, :keep], out))
+        return jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *outs)
 
     def member_params(self, params: nnx.State, index: int) -> nnx.State:
         """Member ``index``'s parameters as host arrays (works across hosts)."""
         return jax.tree.map(lambda a: np.asarray(to_host(a))[index], params)
+
+
+def _over_members(fn: Callable[[PyTree, jax.Array], Any]) -> Callable[[PyTree, jax.Array], Any]:
+    """``fn`` over a (device-local) member axis. On CPU a sequential ``lax.map``: for large
+    inference batches it measured 2.4–3× faster than ``vmap`` (whose batched convolutions and
+    matmuls XLA's CPU backend runs poorly); elsewhere ``vmap``, which keeps accelerators busy."""
+    if jax.default_backend() == "cpu":
+        return lambda params, x: jax.lax.map(lambda p: fn(p, x), params)
+    return jax.vmap(fn, in_axes=(0, None))
 
 
 def _with_probe(evaluate: EvalFn | None, probe: EvalFn) -> EvalFn:
