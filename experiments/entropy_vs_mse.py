@@ -10,18 +10,37 @@ Two parts:
    * MSE on the probabilities (the Brier score) :math:`\\sum_c (p_c - y_c)^2` has
      :math:`\\partial/\\partial z_y = 2 p_y (2 p_y - 1 - \\sum_c p_c^2)`, which goes to 0
      as :math:`p_y \\to 0`: the more confidently wrong the model, the *less* MSE pushes the
-     true logit up.
+     true logit up;
+   * the square loss on the logits (Hui & Belkin 2021) :math:`\\frac1C \\sum_c (z_c - y_c)^2`
+     has :math:`\\partial/\\partial z_y = \\frac2C (z_y - 1)`: ``-2/C`` here, whatever ``t``.
 
    Closed forms are checked against ``jax.grad``.
 
-2. **Training speed** on digits: MLP members trained with CE or MSE (Brier) by plain SGD, from the
-   standard initialisation and from an overconfident one (logits multiplied by
-   ``--logit-scale``), several seeds each, all members vmapped in one compiled step
-   (:mod:`experiments.core.training`). Test accuracy and NLL are recorded every
-   ``--eval-every`` steps.
+2. **Training speed** on digits: MLP members trained by plain SGD with cross-entropy, the Brier
+   score ("MSE") or the square loss on logits, from the standard initialisation and from an
+   **overconfident start**: the initial last-layer weights and bias multiplied by
+   ``--init-scale`` (the logits of the initial network scaled; training is free to shrink them
+   again — no temperature is applied after step 0). Every (loss, start) pair trains at every
+   learning rate of ``--learning-rates`` (one vmapped step; a member's rate scales its gradient,
+   which for plain SGD *is* a per-member learning rate) and gets the rate with the highest mean
+   validation accuracy over the evaluations after step 0 — the area under the validation curve,
+   which rewards reaching a high accuracy early — chosen on the validation split only; a rate
+   at which any seed's loss becomes non-finite is marked diverged and never chosen (the sweep
+   goes on). Member ``s`` of every setting starts from the same parameters (before the
+   last-layer scaling).
+
+   Reported at the chosen rate, over ``--seeds`` seeds (mean and Student-t 95% interval,
+   ``ddof = 1``): the number of steps until the test accuracy first reaches
+   ``--target-accuracy`` (evaluated every ``--eval-every`` steps), the final test accuracy and
+   NLL, and paired differences by seed against cross-entropy from the same start. A difference
+   is claimed only where its interval excludes 0.
 
 Run ``python -m experiments.entropy_vs_mse`` (``--smoke`` for a seconds-long check). Writes
-``results.json``, ``report.md``, ``gradients.png`` and ``training.png`` to ``--out``.
+``results.json``, ``report.md``, ``gradients.png``, ``training.png`` and ``selection.png``.
+
+References: Hui & Belkin, *Evaluation of Neural Architectures Trained with Square Loss vs
+Cross-Entropy in Classification Tasks*, ICLR 2021. Brier, *Verification of forecasts expressed
+in terms of probability*, 1950.
 """
 
 from __future__ import annotations
@@ -43,137 +62,183 @@ from experiments.core import (
     cli,
     data as data_lib,
     entropy_curves,
-    metrics,
     models,
     outputs,
+    sweeps,
     training,
 )
 from experiments.core.cli import option
 from experiments.core.runner import Experiment, Outcome
 
 NAME = "entropy_vs_mse"
-LOSSES = ("ce", "mse")
-
-
-OPTIMIZERS = ("sgd", "adam")
+LOSSES = ("ce", "mse", "square")
+LOSS_LABELS = {"ce": "cross-entropy", "mse": "Brier (MSE on p)", "square": "square loss on z"}
+INITS = ("standard", "overconfident")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(training.SweepConfig):
     num_classes: int = option(10, "classes in the gradient study")
-    steps: int = option(600, "training steps")
-    learning_rate: float = option(0.1, "learning rate (constant)")
-    optimizer: str = option("sgd", "optimizer", choices=OPTIMIZERS)
+    losses: tuple[str, ...] = option(LOSSES, "training losses: ce, mse (Brier), square (logits)")
+    steps: int = option(500, "SGD steps")
+    learning_rates: tuple[float, ...] = option(
+        (0.03, 0.1, 0.3, 1.0, 3.0), "SGD learning-rate grid (constant rate; chosen on validation)"
+    )
     width: int = option(64, "MLP width")
-    seeds: int = option(3, "members per (loss, init) pair")
-    logit_scale: float = option(10.0, "the overconfident initialisation multiplies logits by this")
-    eval_every: int = option(50, "steps between evaluations (and checkpoints)")
+    seeds: int = option(10, "members per (loss, start, learning rate)")
+    init_scale: float = option(10.0, "overconfident start: initial last-layer weights times this")
+    eval_every: int = option(10, "steps between evaluations")
+    checkpoint_every: int = option(250, "steps between checkpoints")
     target_accuracy: float = option(0.9, "test accuracy whose first step is reported")
     gradients_only: bool = option(False, "skip the training part")
 
     def __post_init__(self):
         super().__post_init__()
-        cli.require_positive(self, "logit_scale")
-        cli.require_choice(self, "optimizer", OPTIMIZERS)
+        cli.require_positive(self, "init_scale")
+        cli.require_all_positive(self, "learning_rates")
+        cli.require_choice(self, "losses", LOSSES)
+        cli.require("ce" in self.losses, "--losses must include ce (the reference)")
         cli.require(self.width >= 1, "--width must be >= 1")
+        cli.require(self.checkpoint_every >= 1, "--checkpoint-every must be >= 1")
         cli.require(self.num_classes >= 2, "--num-classes must be >= 2")
         cli.require(0.0 < self.target_accuracy <= 1.0, "--target-accuracy must lie in (0, 1]")
 
+    @property
+    def schedule(self) -> training.Schedule:
+        every = self.checkpoint_every
+        return training.Schedule(self.steps, eval_every=self.eval_every, checkpoint_every=every)
 
-SMOKE = {"steps": 20, "batch_size": 32, "width": 16, "seeds": 1, "eval_every": 10}
+
+SMOKE = {
+    "steps": 20,
+    "batch_size": 32,
+    "width": 16,
+    "seeds": 2,
+    "eval_every": 10,
+    "learning_rates": (0.1, 1.0),
+}
 
 
 # --------------------------------------------------------------------------- part 1: gradients
 
 
-def gradient_table(wrong_logits: Sequence[float], num_classes: int = 10) -> dict[str, list[float]]:
-    """CE and MSE gradients w.r.t. the true logit (class 0) as the wrong class (1) grows."""
+def square_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Square loss on the logits (Hui & Belkin 2021, k = M = 1):
+    :math:`\\frac1C \\sum_c (z_c - \\mathbb 1[c = y])^2` per example."""
+    one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return jnp.mean((logits - one_hot) ** 2, axis=-1)
 
-    def logits_for(t: jax.Array) -> jax.Array:
-        return jnp.zeros(num_classes, jnp.float64).at[1].set(t)
 
-    def ce(z: jax.Array) -> jax.Array:
-        return entjax.softmax_cross_entropy_with_integer_labels(z, 0)
+LOSS_FNS = {
+    "ce": entjax.softmax_cross_entropy_with_integer_labels,
+    "mse": entjax.brier_score,
+    "square": square_loss,
+}
 
-    def mse(z: jax.Array) -> jax.Array:
-        return entjax.brier_score(z, 0)
 
-    grad_ce = jax.jit(jax.grad(ce))
-    grad_mse = jax.jit(jax.grad(mse))
-    rows: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "wrong_logit",
-            "wrong_prob",
-            "true_prob",
-            "grad_ce",
-            "grad_mse",
-            "grad_ce_closed_form",
-            "grad_mse_closed_form",
-            "ce",
-            "mse",
-        )
+def _closed_forms(z: np.ndarray) -> dict[str, float]:
+    """Gradients w.r.t. the true logit (class 0), written out with numpy in float64."""
+    e = np.exp(z - z.max())
+    p = e / e.sum()
+    return {
+        "wrong_prob": float(p[1]),
+        "true_prob": float(p[0]),
+        "grad_ce_closed_form": float(p[0] - 1.0),
+        "grad_mse_closed_form": float(2 * p[0] * (2 * p[0] - 1 - np.sum(p**2))),
+        "grad_square_closed_form": float(2.0 * (z[0] - 1.0) / len(z)),
     }
+
+
+def gradient_table(wrong_logits: Sequence[float], num_classes: int = 10) -> dict[str, list[float]]:
+    """CE, Brier and square-loss gradients w.r.t. the true logit (class 0) as the wrong class
+    (1) grows, from ``jax.grad`` and in closed form."""
+    rows: dict[str, list[float]] = {}
     with jax.enable_x64(True):
         for t in wrong_logits:
-            z = logits_for(jnp.float64(t))
-            # Closed forms, written out with numpy in float64.
-            e = np.exp(np.asarray(z) - float(np.max(np.asarray(z))))
-            p = e / e.sum()
-            rows["wrong_logit"].append(float(t))
-            rows["wrong_prob"].append(float(p[1]))
-            rows["true_prob"].append(float(p[0]))
-            rows["grad_ce"].append(float(grad_ce(z)[0]))
-            rows["grad_mse"].append(float(grad_mse(z)[0]))
-            rows["grad_ce_closed_form"].append(float(p[0] - 1.0))
-            rows["grad_mse_closed_form"].append(float(2 * p[0] * (2 * p[0] - 1 - np.sum(p**2))))
-            rows["ce"].append(float(ce(z)))
-            rows["mse"].append(float(mse(z)))
+            z = jnp.zeros(num_classes, jnp.float64).at[1].set(t)
+            row = {"wrong_logit": float(t), **_closed_forms(np.asarray(z))}
+            for name in LOSSES:
+                fn = lambda z_, f=LOSS_FNS[name]: f(z_, jnp.asarray(0))
+                row[name] = float(fn(z))
+                row[f"grad_{name}"] = float(jax.grad(fn)(z)[0])
+            for key, value in row.items():
+                rows.setdefault(key, []).append(value)
     return rows
+
+
+def gradient_study(num_classes: int) -> dict[str, Any]:
+    """:func:`gradient_table` over a range of wrong logits, with its largest error."""
+    grads: dict[str, Any] = gradient_table(
+        (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0), num_classes
+    )
+    errors = [
+        abs(a - b)
+        for kind in LOSSES
+        for a, b in zip(grads[f"grad_{kind}"], grads[f"grad_{kind}_closed_form"], strict=True)
+    ]
+    grads["max_abs_error"] = max(errors)
+    return grads
 
 
 # --------------------------------------------------------------------------- part 2: training
 
 
-def members(config: Config) -> list[dict[str, Any]]:
+def member_grid(config: Config) -> list[dict[str, Any]]:
     return training.member_grid(
-        loss=LOSSES, init=("standard", "overconfident"), seed=tuple(range(config.seeds))
+        loss=config.losses,
+        init=INITS,
+        lr=config.learning_rates,
+        seed=tuple(range(config.seeds)),
     )
 
 
-def make_loss_fn(ensemble: training.Ensemble):
-    """Per-member objective: the batch field ``use_mse`` (0 or 1, one value per member) switches
-    the CE term off and the MSE (Brier) term on; ``logit_scale`` multiplies the logits."""
+def make_loss_fn(ensemble: training.Ensemble, losses: Sequence[str]):
+    """Per-member objective: ``batch["loss_id"]`` picks the loss (index into ``losses``) and the
+    gradient is scaled by ``batch["lr"]`` while the value stays the loss itself:
+    ``value = L``, ``∇ = lr · ∇L``, so ``optax.sgd(1.0)`` takes the step ``−lr · ∇L``.
+
+    Members whose loss turns non-finite (too large a learning rate) are let diverge
+    (``allow_divergence``); :func:`summarise` marks their setting diverged and never chooses
+    it."""
 
     def apply_fn(params, batch):
-        return {"logits": ensemble.apply(params, batch["image"]) * batch["logit_scale"]}
+        return {"logits": ensemble.apply(params, batch["image"])}
 
-    def gated(loss_fn, on_when_mse: bool):
-        def fn(logits, labels, use_mse):
-            on = use_mse > 0 if on_when_mse else use_mse <= 0
-            return jnp.where(on, loss_fn(logits, labels), 0.0)
+    def gated(index: int):
+        def fn(logits, labels, loss_id):
+            return jnp.where(loss_id == index, LOSS_FNS[losses[index]](logits, labels), 0.0)
 
         return fn
 
-    return entjax.make_objective(
-        apply_fn,
-        {
-            "ce": entjax.term(
-                gated(entjax.softmax_cross_entropy_with_integer_labels, False),
-                "logits",
-                "label",
-                "use_mse",
-            ),
-            "mse": entjax.term(gated(entjax.brier_score, True), "logits", "label", "use_mse"),
-        },
-        mask="mask",
-    )
+    terms = {
+        name: entjax.term(gated(i), "logits", "label", "loss_id") for i, name in enumerate(losses)
+    }
+    objective = entjax.make_objective(apply_fn, terms, mask="mask")
+
+    def loss_fn(params, batch, step=0):
+        loss, aux = objective(params, batch, step)
+        scaled = batch["lr"] * loss
+        value = scaled + jax.lax.stop_gradient(loss - scaled)
+        return value, aux
+
+    return loss_fn
 
 
-def steps_to_reach(steps: Sequence[int], accuracy: np.ndarray, target: float) -> int | None:
-    """First evaluated step at which ``accuracy`` reaches ``target`` (None if never)."""
+def scale_last_layer(params: nnx.State, scale: np.ndarray) -> nnx.State:
+    """Multiply each member's ``head`` (last-layer) kernel and bias by ``scale[member]``."""
+
+    def one(path, leaf):
+        if any(getattr(k, "key", None) == "head" for k in path):
+            return leaf * jnp.asarray(scale, leaf.dtype).reshape(-1, *[1] * (leaf.ndim - 1))
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(one, params)
+
+
+def steps_to_reach(steps: Sequence[int], accuracy: np.ndarray, target: float) -> float:
+    """First evaluated step at which ``accuracy`` reaches ``target`` (NaN if never)."""
     hit = np.nonzero(np.asarray(accuracy) >= target)[0]
-    return int(steps[hit[0]]) if len(hit) else None
+    return float(steps[hit[0]]) if len(hit) else math.nan
 
 
 def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
@@ -185,66 +250,63 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     return Outcome(results)
 
 
-def gradient_study(num_classes: int) -> dict[str, Any]:
-    """:func:`gradient_table` over a range of wrong logits, with its largest error."""
-    grads: dict[str, Any] = gradient_table(
-        (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0), num_classes
-    )
-    errors = [
-        abs(a - b)
-        for kind in ("ce", "mse")
-        for a, b in zip(grads[f"grad_{kind}"], grads[f"grad_{kind}_closed_form"], strict=True)
-    ]
-    grads["max_abs_error"] = max(errors)
-    return grads
+def build_members(config: Config, grid: list[dict], num_classes: int) -> training.Members:
+    """Member (loss, start, lr, seed) starts from seed ``seed``'s parameters, its last layer
+    scaled by ``init_scale`` for the overconfident start."""
+
+    def model_fn(rngs: nnx.Rngs) -> nnx.Module:
+        return models.build_model("mlp", num_classes=num_classes, width=config.width, rngs=rngs)
+
+    base = training.Members.create(model_fn, config.seeds, seed=config.seed)
+    members = sweeps.members_from(base, [m["seed"] for m in grid])
+    scale = np.array([config.init_scale if m["init"] == "overconfident" else 1.0 for m in grid])
+    params = scale_last_layer(members.ensemble.params, scale)
+    params = jax.device_put(params, training.member_sharding(members.mesh))
+    return training.Members(dataclasses.replace(members.ensemble, params=params), members.mesh)
 
 
 def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
-    """Train every (loss, init, seed) member on digits; test accuracy and NLL curves."""
+    """Train every (loss, start, lr, seed) member; choose lr on validation; test summaries."""
     data = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
-    grid = members(config)
-
-    def model_fn(rngs: nnx.Rngs) -> nnx.Module:
-        return models.build_model(
-            "mlp", num_classes=data.num_classes, width=config.width, rngs=rngs
-        )
-
-    ensemble = training.Members.create(model_fn, len(grid), seed=config.seed)
-    tx = {"sgd": optax.sgd, "adam": optax.adam}[config.optimizer](config.learning_rate)
-    scale = np.array(
-        [config.logit_scale if m["init"] == "overconfident" else 1.0 for m in grid], np.float32
-    )
-    test_nll = jax.jit(entjax.softmax_cross_entropy_with_integer_labels)
+    grid = member_grid(config)
+    members = build_members(config, grid, data.num_classes)
+    x_eval = np.concatenate([data.x_val, data.x_test])
+    y_eval = np.concatenate([data.y_val, data.y_test])
+    n_val = len(data.y_val)
+    nll = jax.jit(entjax.negative_log_likelihood)
 
     def evaluate(params) -> dict[str, np.ndarray]:
-        logits = ensemble.predict(params, data.x_test) * scale[:, None, None]
-        labels = np.broadcast_to(data.y_test, logits.shape[:2])
-        nll = np.asarray(test_nll(jnp.asarray(logits), jnp.asarray(labels))).mean(-1)
-        return {"test_accuracy": (logits.argmax(-1) == data.y_test[None]).mean(-1), "test_nll": nll}
+        logits = members.predict(params, x_eval)
+        correct = logits.argmax(-1) == y_eval[None]
+        losses = np.asarray(nll(logits, np.broadcast_to(y_eval, logits.shape[:2])))
+        return {
+            "val_accuracy": correct[:, :n_val].mean(-1),
+            "test_accuracy": correct[:, n_val:].mean(-1),
+            "test_nll": losses[:, n_val:].mean(-1),
+        }
 
-    result = ensemble.train_sweep(
-        make_loss_fn(ensemble.ensemble),
+    result = members.train_sweep(
+        make_loss_fn(members.ensemble, config.losses),
         config,
         options,
         data={"image": data.x_train, "label": data.y_train},
-        tx=tx,
+        tx=optax.sgd(1.0),
         description=NAME,
         member_inputs={
-            "use_mse": np.array([m["loss"] == "mse" for m in grid], np.float32),
-            "logit_scale": scale,
+            "loss_id": np.array([config.losses.index(m["loss"]) for m in grid], np.int32),
+            "lr": np.array([m["lr"] for m in grid], np.float32),
         },
         evaluate=evaluate,
         member_names=training.member_names(grid),
-        probe=entropy_curves.EntropyProbe(
-            data.x_train, data.x_val, data.y_val, postprocess=lambda out: out * scale[:, None, None]
-        ),
+        probe=entropy_curves.EntropyProbe(data.x_train, data.x_val, data.y_val),
+        allow_divergence=True,
     )
     summary = summarise(result, grid, config)
     series = {
-        f"{m['loss']}/{m['init']}": [
-            i for i, g in enumerate(grid) if g["loss"] == m["loss"] and g["init"] == m["init"]
-        ]
-        for m in grid
+        f"{g['loss']}/{g['init']}": list(
+            sweeps.where(grid, loss=g["loss"], init=g["init"], lr=g["chosen_lr"])
+        )
+        for g in summary["groups"].values()
     }
     summary["entropy_curves"] = entropy_curves.summarise(
         result.curves, result.loss_history, series=series, max_entropy=math.log(data.num_classes)
@@ -255,46 +317,131 @@ def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
 def summarise(
     result: training.TrainResult, grid: list[dict[str, Any]], config: Config
 ) -> dict[str, Any]:
-    """Per (loss, init): final test metrics over seeds, curves, steps to the target accuracy."""
-    curves, groups = result.curves, {}
-    for loss in LOSSES:
-        for init in ("standard", "overconfident"):
-            idx = [i for i, m in enumerate(grid) if m["loss"] == loss and m["init"] == init]
-            acc = curves.metrics["test_accuracy"][:, idx]  # (T, seeds)
-            nll = curves.metrics["test_nll"][:, idx]
-            groups[f"{loss}/{init}"] = {
-                "loss": loss,
-                "init": init,
-                "final_test_accuracy": metrics.mean_std(acc[-1]),
-                "final_test_nll": metrics.mean_std(nll[-1]),
-                "test_accuracy_curve": acc.mean(1),
-                "test_nll_curve": nll.mean(1),
-                "train_loss_curve": result.loss_history[:, idx].mean(1),
-                "steps_to_target": [
-                    steps_to_reach(curves.steps, acc[:, j], config.target_accuracy)
-                    for j in range(len(idx))
-                ],
-            }
-    return {
-        "members": grid,
-        "eval_steps": curves.steps,
-        "groups": groups,
-        "completed_steps": config.steps,
+    """Per (loss, start): the lr chosen on validation and, at it, the test summaries; paired
+    differences against cross-entropy from the same start."""
+    m, steps = result.curves.metrics, result.curves.steps
+    diverged = result.diverged_at > 0
+    criterion = m["val_accuracy"][1:].mean(0)  # area under the validation curve after step 0
+    criterion = np.where(diverged, np.nan, criterion)  # a diverged setting is never chosen
+    reach = np.array(
+        [
+            steps_to_reach(steps, m["test_accuracy"][:, i], config.target_accuracy)
+            for i in range(len(grid))
+        ]
+    )
+    values = {
+        "steps_to_target": reach,
+        "test_accuracy": m["test_accuracy"][-1],
+        "test_nll": m["test_nll"][-1],
+        "initial_val_entropy": m["entropy_val"][0],  # from the entropy probe: the start
     }
+    groups, chosen = {}, {}
+    for loss in config.losses:
+        for init in INITS:
+            lr, means = sweeps.choose(
+                criterion,
+                grid,
+                "lr",
+                config.learning_rates,
+                higher_is_better=True,
+                loss=loss,
+                init=init,
+            )
+            chosen[loss, init] = lr
+            groups[f"{loss}/{init}"] = group_summary(values, m, grid, loss, init, lr, means)
+    return {
+        "eval_steps": steps,
+        "learning_rates": list(config.learning_rates),
+        "groups": groups,
+        "comparisons": comparisons(values, grid, config, chosen),
+        "diverged": sorted(
+            {(g["loss"], g["init"], g["lr"]) for g, d in zip(grid, diverged, strict=True) if d}
+        ),
+        "members": [
+            {**g, "steps_to_target": reach[i], "diverged": bool(diverged[i])}
+            for i, g in enumerate(grid)
+        ],
+    }
+
+
+BOUNDS = {"test_accuracy": (0, 1), "test_nll": (0, None), "initial_val_entropy": (0, None)}
+
+
+def group_summary(values, m, grid, loss, init, lr, means) -> dict[str, Any]:
+    """One (loss, start) at its chosen lr: intervals of every value, curves (mean over seeds)."""
+    setting = {"loss": loss, "init": init, "lr": lr}
+    idx = sweeps.where(grid, **setting)
+    acc = m["test_accuracy"][:, idx]
+    return {
+        **setting,
+        "chosen_lr": lr,
+        "val_criterion": means,
+        "reached": int(np.isfinite(values["steps_to_target"][idx]).sum()),
+        "seeds": len(idx),
+        **{
+            key: sweeps.interval(v, grid, bounds=BOUNDS.get(key, (None, None)), **setting)
+            for key, v in values.items()
+        },
+        "test_accuracy_curve": acc.mean(1),
+        "test_accuracy_low": acc.min(1),
+        "test_accuracy_high": acc.max(1),
+        "val_accuracy_curve": m["val_accuracy"][:, idx].mean(1),
+    }
+
+
+def comparisons(values, grid, config: Config, chosen) -> list[dict[str, Any]]:
+    """Each other loss against cross-entropy from the same start, and each loss from the
+    overconfident start against itself from the standard one, at their chosen rates."""
+    pairs = []
+    for init in INITS:
+        for loss in (x for x in config.losses if x != "ce"):
+            names = (f"{LOSS_LABELS[loss]} ({init})", f"cross-entropy ({init})")
+            pairs.append(((loss, init), ("ce", init), names))
+    for loss in config.losses:
+        names = (f"{LOSS_LABELS[loss]} (overconfident)", f"{LOSS_LABELS[loss]} (standard)")
+        pairs.append(((loss, "overconfident"), (loss, "standard"), names))
+    return [compare_pair(values, grid, a, b, names, chosen) for a, b, names in pairs]
+
+
+def compare_pair(values, grid, a, b, names, chosen) -> dict[str, Any]:
+    """Paired differences by seed of (loss, start) ``a`` − ``b`` at their chosen rates."""
+    wa = {"loss": a[0], "init": a[1], "lr": chosen[a]}
+    wb = {"loss": b[0], "init": b[1], "lr": chosen[b]}
+    row: dict[str, Any] = {"a": names[0], "b": names[1]}
+    for key, higher in (("steps_to_target", False), ("test_accuracy", True), ("test_nll", False)):
+        row[key] = sweeps.compare(values[key], grid, wa, wb, names=names, higher_is_better=higher)
+    reach = values["steps_to_target"]
+    both = np.isfinite(reach[sweeps.where(grid, **wa)]) & np.isfinite(
+        reach[sweeps.where(grid, **wb)]
+    )
+    row["steps_pairs"], row["seeds"] = int(both.sum()), len(both)
+    return row
 
 
 # --------------------------------------------------------------------------- outputs
 
 
 def _gradient_section(g: dict[str, Any], num_classes: int) -> list[str]:
-    columns = zip(
-        g["wrong_logit"], g["wrong_prob"], g["true_prob"], g["grad_ce"], g["grad_mse"], strict=True
-    )
     rows = [
-        [f"{t:g}", f"{q:.4f}", f"{py:.2e}", f"{gc:.4f}", f"{gm:.2e}"]
-        for t, q, py, gc, gm in columns
+        [f"{t:g}", f"{q:.4f}", f"{py:.2e}", f"{gc:.4f}", f"{gm:.2e}", f"{gs:.4f}"]
+        for t, q, py, gc, gm, gs in zip(
+            g["wrong_logit"],
+            g["wrong_prob"],
+            g["true_prob"],
+            g["grad_ce"],
+            g["grad_mse"],
+            g["grad_square"],
+            strict=True,
+        )
     ]
-    headers = ["wrong logit t", "p(wrong)", "p(true)", "dCE/dz_true", "dMSE/dz_true"]
+    headers = [
+        "wrong logit t",
+        "p(wrong)",
+        "p(true)",
+        "dCE/dz_true",
+        "dBrier/dz_true",
+        "dSq/dz_true",
+    ]
     return [
         f"## Gradient w.r.t. the true-class logit ({num_classes} classes)",
         "",
@@ -307,21 +454,59 @@ def _gradient_section(g: dict[str, Any], num_classes: int) -> list[str]:
     ]
 
 
+def _steps_cell(grp: dict[str, Any]) -> str:
+    if grp["reached"] == grp["seeds"]:
+        return outputs.fmt(grp["steps_to_target"], 0)
+    return f"reached in {grp['reached']}/{grp['seeds']} seeds"
+
+
+def _verdict_line(row: dict[str, Any]) -> str:
+    d = row["steps_to_target"]
+    if row["steps_pairs"] == row["seeds"]:
+        parts = [f"steps to target {outputs.fmt(d, 0)}: {d['verdict']}"]
+    else:
+        parts = [f"steps to target: both reached it in {row['steps_pairs']}/{row['seeds']} seeds"]
+    for key, label in (("test_accuracy", "final test accuracy"), ("test_nll", "final test NLL")):
+        parts.append(f"{label} {outputs.fmt(row[key], 3)}: {row[key]['verdict']}")
+    return f"- **{row['a']} − {row['b']}**: " + "; ".join(parts) + "."
+
+
 def _training_section(tr: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    rows = []
-    for name, grp in tr["groups"].items():
-        reached = [s for s in grp["steps_to_target"] if s is not None]
-        median = f", median {int(np.median(reached))}" if reached else ""
-        count = f"{len(reached)}/{len(grp['steps_to_target'])}{median}"
-        rows.append([name, grp["final_test_accuracy"], grp["final_test_nll"], count])
-    target = f"seeds reaching {config['target_accuracy']:.0%} (steps)"
+    lrs = ", ".join(f"{lr:g}" for lr in tr["learning_rates"])
+    rows = [
+        [
+            f"{LOSS_LABELS[g['loss']]} / {g['init']}",
+            f"{g['chosen_lr']:g}",
+            outputs.fmt(g["initial_val_entropy"], 3),
+            _steps_cell(g),
+            g["test_accuracy"],
+            g["test_nll"],
+        ]
+        for g in tr["groups"].values()
+    ]
+    target = f"steps to {config['target_accuracy']:.0%} test accuracy"
     return [
-        f"## Training on digits ({config['optimizer']}, lr {config['learning_rate']}, "
-        f"{config['steps']} steps, {config['seeds']} seeds)",
+        f"## Training on digits (SGD, {config['steps']} steps, {config['seeds']} seeds)",
         "",
-        outputs.markdown_table(["loss / init", "test accuracy", "test NLL", target], rows),
+        f"Learning rate per (loss, start) chosen from {{{lrs}}} by the mean validation accuracy "
+        f"over the evaluations (every {config['eval_every']} steps); the overconfident start "
+        f"multiplies the initial last-layer weights by {config['init_scale']:g}. Test numbers at "
+        "the chosen rate, at the last step: mean [95% interval] over seeds. Entropy at step 0: "
+        f"mean validation predictive entropy of the initial network, nats (log 10 = "
+        f"{math.log(10):.3f}). Test NLL is that of softmax(z); the square loss on the logits "
+        "does not fit probabilities, so its NLL is not a like-for-like number.",
         "",
-        f"Overconfident init multiplies the logits by {config['logit_scale']:g}.",
+        outputs.markdown_table(
+            ["loss / start", "lr", "entropy at step 0", target, "test accuracy", "test NLL"], rows
+        ),
+        "",
+        "Diverged at some seed, so never chosen: "
+        + (", ".join(f"{a}/{b} at lr {c:g}" for a, b, c in tr["diverged"]) or "none")
+        + ".",
+        "",
+        "Paired differences by seed (a claim only where the interval excludes 0):",
+        "",
+        *(_verdict_line(row) for row in tr["comparisons"]),
     ]
 
 
@@ -334,34 +519,72 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def figures(results: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
-    g = results["gradients"]
+def _gradient_figure(g: dict[str, Any]) -> Any:
     fig, axes = outputs.new_figure(1, 1, size=(5.0, 3.4))
     ax = axes[0, 0]
     ax.loglog(g["true_prob"], np.abs(g["grad_ce"]), "o-", label="cross-entropy")
-    ax.loglog(g["true_prob"], np.abs(g["grad_mse"]), "s-", label="MSE (Brier)")
+    ax.loglog(g["true_prob"], np.abs(g["grad_mse"]), "s-", label="MSE on p (Brier)")
+    ax.loglog(g["true_prob"], np.abs(g["grad_square"]), "^-", label="square loss on z")
     ax.invert_xaxis()
     ax.set_xlabel("probability of the true class (→ more confidently wrong)")
     ax.set_ylabel("|dL / d true logit|")
     ax.set_title("Gradient at a confidently wrong prediction")
     ax.legend()
-    figures = {"gradients": fig}
+    return fig
+
+
+def _training_figure(tr: dict[str, Any], target: float) -> Any:
+    fig, axes = outputs.new_figure(1, len(INITS), size=(4.6, 3.4))
+    for col, init in enumerate(INITS):
+        ax = axes[0, col]
+        for i, g in enumerate(x for x in tr["groups"].values() if x["init"] == init):
+            label = f"{LOSS_LABELS[g['loss']]} (lr {g['chosen_lr']:g})"
+            ax.plot(tr["eval_steps"], g["test_accuracy_curve"], color=f"C{i}", label=label)
+            ax.fill_between(
+                tr["eval_steps"],
+                g["test_accuracy_low"],
+                g["test_accuracy_high"],
+                color=f"C{i}",
+                alpha=0.15,
+            )
+        ax.axhline(target, color="0.4", ls=":", lw=0.8)
+        ax.set(xlabel="SGD step", ylabel="test accuracy", title=f"{init} start", ylim=(0, 1))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        "Test accuracy at the validation-chosen learning rate (mean; band: min–max over seeds)"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _selection_figure(tr: dict[str, Any]) -> Any:
+    fig, axes = outputs.new_figure(1, 1, size=(5.0, 3.4))
+    ax = axes[0, 0]
+    for i, g in enumerate(tr["groups"].values()):
+        style = "-" if g["init"] == "standard" else "--"
+        ax.plot(
+            tr["learning_rates"],
+            g["val_criterion"],
+            style,
+            marker="o",
+            color=f"C{i // 2}",
+            label=f"{g['loss']}/{g['init']}",
+        )
+    ax.set(
+        xscale="log", xlabel="SGD learning rate", ylabel="mean validation accuracy over training"
+    )
+    ax.set_title("Learning-rate choice (validation split)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def figures(results: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
+    out = {"gradients": _gradient_figure(results["gradients"])}
     if "training" in results:
-        tr = results["training"]
-        fig, axes = outputs.new_figure(1, 2, size=(4.6, 3.4))
-        for name, grp in tr["groups"].items():
-            style = "-" if grp["loss"] == "ce" else "--"
-            axes[0, 0].plot(tr["eval_steps"], grp["test_accuracy_curve"], style, label=name)
-            axes[0, 1].plot(tr["eval_steps"], grp["test_nll_curve"], style, label=name)
-        axes[0, 0].set_ylabel("test accuracy")
-        axes[0, 1].set_ylabel("test NLL (nats)")
-        axes[0, 1].set_yscale("log")
-        for ax in axes[0]:
-            ax.set_xlabel("SGD step")
-        axes[0, 0].legend(fontsize=8)
-        fig.suptitle("CE vs MSE training on digits (mean over seeds)")
-        figures["training"] = fig
-    return figures
+        target = results["config"]["target_accuracy"]
+        out["training"] = _training_figure(results["training"], target)
+        out["selection"] = _selection_figure(results["training"])
+    return out
 
 
 EXPERIMENT = Experiment(NAME, __doc__, Config, SMOKE, train_and_evaluate, report, figures)

@@ -13,6 +13,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from experiments import information_plane as ip
 
@@ -124,6 +125,63 @@ def test_measurement_indices_balanced_and_deterministic():
     assert np.bincount(labels[ip.measurement_indices(labels, 3, seed=0)]).tolist() == [3, 3, 3]
 
 
+def test_sweep_estimates_equal_plane_estimates_per_setting():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 8).astype(np.int32)
+    config = ip.Config(num_bins=(4, 8), noise_variances=(0.09, 1.0))
+    for activation in ("tanh", "relu"):
+        acts = _activations(rng, activation, (2, 24, 3), 0.5, 4)
+        got = ip.sweep_estimates(acts, labels, activation, config)
+        assert sorted(k[4:] for k in got if k.startswith("ixt/")) == sorted(config.settings())
+        for b in config.num_bins:
+            for v in config.noise_variances:
+                ref = ip.plane_estimates(
+                    acts,
+                    labels,
+                    activation=activation,
+                    num_bins=b,
+                    relu_bin_cap=config.relu_bin_cap,
+                    noise_std=math.sqrt(v),
+                )
+                for q in ("ixt", "ity"):
+                    np.testing.assert_allclose(got[f"{q}/binning/B={b}"], ref[f"{q}_binning"])
+                    np.testing.assert_allclose(got[f"{q}/kernel/σ²={v:g}"], ref[f"{q}_kernel"])
+
+
+def _t_interval(x):
+    x = np.asarray(x, np.float64)
+    half = scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean() - half, x.mean() + half
+
+
+def test_layer_summary_verdicts_and_intervals():
+    steps = np.array([0, 10, 20, 30])
+    ceiling = 10.0
+    ity = np.zeros((3, 4))
+    # Rises from 4 to a peak, then drops by about 2 bits in every seed: compresses.
+    falls = np.array([[4.0, 8.0, 7.0, 6.0], [4.5, 8.2, 7.5, 6.1], [3.8, 7.9, 6.0, 5.9]])
+    lay = ip.layer_summary(falls, ity, steps, ceiling)
+    drops = falls[:, 1:].max(1) - falls[:, -1]
+    assert (lay["compression_bits"]["low"], lay["compression_bits"]["high"]) == pytest.approx(
+        _t_interval(drops)
+    )
+    assert lay["verdict"] == "compresses"
+    assert lay["fitting_visible"] is True
+    assert lay["ixt_peak_step"] == 10
+    # Keeps rising, off the ceiling: does not compress.
+    rises = np.array([[1.0, 2.0, 3.0, 4.0], [1.1, 2.2, 3.1, 4.2], [0.9, 1.8, 2.9, 3.9]])
+    assert ip.layer_summary(rises, ity, steps, ceiling)["verdict"] == "does not compress"
+    # Pinned at the ceiling from step 0: undetermined, and no fitting phase can show.
+    pinned = np.full((3, 4), ceiling - 0.01)
+    lay = ip.layer_summary(pinned, ity, steps, ceiling)
+    assert lay["verdict"] == "at the ceiling"
+    assert lay["initial_at_ceiling"] is True
+    assert lay["fitting_visible"] is False
+    # One seed drops, the others do not: the interval straddles the threshold.
+    mixed = np.array([[1.0, 5.0, 5.0, 2.0], [1.0, 5.0, 5.0, 5.0], [1.0, 5.0, 5.0, 5.0]])
+    assert ip.layer_summary(mixed, ity, steps, ceiling)["verdict"] == "inconclusive"
+
+
 # --------------------------------------------------------------------------- smoke run
 
 
@@ -132,7 +190,9 @@ def test_smoke_run(tmp_path, script_jax_config):
     assert ip.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     with open(out / "results.json") as f:
         r = json.load(f)
-    assert (out / "report.md").read_text().startswith("# Information plane")
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Information plane")
+    assert f"log2 n = {math.log2(r['num_measured']):.3f}" in report
     for name in ("information_plane", "ixt_vs_epoch"):
         data = (out / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -145,6 +205,9 @@ def test_smoke_run(tmp_path, script_jax_config):
     assert n == 10 * cfg["per_class"]
     assert r["log2_n"] == pytest.approx(math.log2(n))
     assert r["h_y_bits"] == pytest.approx(math.log2(10))  # balanced measurement set
+    assert r["settings"] == [f"binning/B={b}" for b in cfg["num_bins"]] + [
+        f"kernel/σ²={v:g}" for v in cfg["noise_variances"]
+    ]
     assert set(r["activations"]) == {"tanh", "relu"}
     eps = 1e-4
     for act, a in r["activations"].items():
@@ -152,16 +215,28 @@ def test_smoke_run(tmp_path, script_jax_config):
         if act == "tanh":
             assert a["max_activation_seen"] <= 1.0
         assert 0.0 <= a["final_test_accuracy"]["mean"] <= 1.0
-        for est in ip.ESTIMATORS:
-            ixt = np.asarray(a["estimators"][est]["ixt"])
-            ity = np.asarray(a["estimators"][est]["ity"])
+        for setting in r["settings"]:
+            s = a["settings"][setting]
+            ixt, ity = np.asarray(s["ixt"]), np.asarray(s["ity"])
+            per_seed = np.asarray(s["per_seed_ixt"])
             assert ixt.shape == ity.shape == (cfg["depth"], 3)
+            assert per_seed.shape == (cfg["seeds"], cfg["depth"], 3)
+            np.testing.assert_allclose(per_seed.mean(0), ixt)
             assert np.all(np.isfinite(ixt))
             assert np.all(np.isfinite(ity))
             assert np.all((ixt >= -eps) & (ixt <= r["log2_n"] + eps))
-            if est == "binning":
+            if setting.startswith("binning"):
                 # Plug-in: I(T;Y) <= min(H(T), H(Y)), and H(T) = I(X;T) here.
                 assert np.all((ity >= -eps) & (ity <= r["h_y_bits"] + eps))
                 assert np.all(ity <= ixt + eps)
-            layers = a["estimators"][est]["layers"]
-            assert [lay["ixt_final"] for lay in layers] == pytest.approx(ixt[:, -1].tolist())
+            for i, lay in enumerate(s["layers"]):
+                assert lay["ixt_final"]["mean"] == pytest.approx(ixt[i, -1])
+                assert lay["verdict"] in (
+                    "compresses",
+                    "does not compress",
+                    "at the ceiling",
+                    "inconclusive",
+                )
+    # The finest tanh bins put every measured image in its own bin at step 0: at the ceiling.
+    fine = r["activations"]["tanh"]["settings"][f"binning/B={max(cfg['num_bins'])}"]
+    assert fine["layers"][0]["initial_at_ceiling"] is True

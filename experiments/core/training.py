@@ -281,6 +281,12 @@ class TrainResult:
     curves: Curves  # the evaluation hook's values (empty without a hook)
     resumed_from_step: int | None
 
+    @property
+    def diverged_at(self) -> np.ndarray:
+        """Per member, the first step (1-based) whose loss was non-finite; 0 if none was."""
+        bad = ~np.isfinite(self.loss_history)
+        return np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
@@ -304,8 +310,9 @@ class Schedule:
 class _Loop:
     """State of one :func:`fit` call: the host-side loss history, curve points, checkpoints."""
 
-    def __init__(self, schedule, checkpoints, evaluate, member_names, num_members):
+    def __init__(self, schedule, checkpoints, evaluate, member_names, num_members, tolerate):
         self.schedule = schedule
+        self.tolerate = tolerate  # let members diverge (a learning-rate sweep) instead of raising
         self.checkpoints = checkpoints
         self.evaluate = evaluate
         self.member_names = member_names
@@ -321,7 +328,7 @@ class _Loop:
             self.history[step] = np.asarray(to_host(loss))
         self.pending.clear()
         bad = np.argwhere(~np.isfinite(self.history[steps]))
-        if len(bad):
+        if len(bad) and not self.tolerate:
             row, member = (int(v) for v in bad[0])
             step = steps[row]
             name = self.member_names[member] if self.member_names else f"member {member}"
@@ -387,6 +394,7 @@ def fit(
     member_names: Sequence[str] | None = None,
     progress: bool = True,
     description: str = "train",
+    allow_divergence: bool = False,
 ) -> TrainResult:
     """Run ``schedule.num_steps`` steps of ``step_fn`` (from :func:`make_train_step`).
 
@@ -398,11 +406,13 @@ def fit(
     Raises:
       StoppedEarly: after ``schedule.stop_after_step`` steps (checkpoints so far are kept).
       TrainingDiverged: at the first non-finite training loss (naming the step and member),
-        before any checkpoint of the diverged state is written.
+        before any checkpoint of the diverged state is written; with ``allow_divergence``
+        (a sweep over settings some of which are expected to diverge) training goes on and
+        :attr:`TrainResult.diverged_at` says which members diverged when.
     """
     ms, rep = member_sharding(mesh), replicated(mesh)
     num_members = int(jax.tree.leaves(params)[0].shape[0])
-    loop = _Loop(schedule, checkpoints, evaluate, member_names, num_members)
+    loop = _Loop(schedule, checkpoints, evaluate, member_names, num_members, allow_divergence)
     params, opt_state, resumed_from = loop.restore(params, opt_state)
     start = resumed_from or 0
     inputs = jax.device_put(dict(member_inputs or {}), ms)
