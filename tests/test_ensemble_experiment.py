@@ -341,22 +341,10 @@ def test_eight_devices_match_one_device_and_bad_member_count_fails(
         if isinstance(a[key], float):
             # Interval bounds amplify float32 rounding by the t quantile (12.7 for 2 seeds), and
             # ECE jumps when rounding moves an example across a bin edge (1/289 of a gap).
+            # Temperature-scaled values inherit the fitted T, found on a flat float32 NLL.
             bound = key.endswith(("/low", "/high", "/std")) or "interval" in key or "ece" in key
+            bound = bound or "_ts/" in key or "temperature" in key
             tol = {"rel": 1e-3, "abs": 2e-3} if bound else {"rel": 1e-4, "abs": 1e-4}
             assert a[key] == pytest.approx(b[key], **tol), key
         else:
             assert a[key] == b[key], key
-
-
-def test_mnist_smoke_runs_on_the_offline_sample(workdir: pathlib.Path):
-    out = workdir / "mnist"
-    codes, stderr = _run([*SMOKE, "--dataset", "mnist", "--width", "8", "--out", str(out)])
-    assert codes == [0], stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    assert results["config"]["model"] == "cnn"  # the mnist default
-    assert results["data"]["image_shape"] == [28, 28, 1]
-    assert results["data"]["num_train"] + results["data"]["num_val"] == 3200  # of 5,000 images
-    assert "sklearn_digits_28x28" in results["ood"]
-    assert results["ood"]["sklearn_digits_28x28"]["headline"]
-    accuracy = results["in_distribution"]["test"]["ensemble"]["accuracy"]["mean"]
-    assert accuracy > 0.3  # 40 smoke steps: well above chance (1/8)

@@ -2,11 +2,11 @@
 
 The two processes coordinate through ``jax.distributed`` on a free port of 127.0.0.1 (never any
 other address), shard the member axis over the 4 global devices, checkpoint into the shared
-``--out`` and must (a) exit 0 even when process 0 takes longer to write its outputs than JAX's
-shutdown barrier waits (here shortened to 3 s, with process 0 delayed by 6 s: without the
-runner's closing barrier process 1 reaches the shutdown barrier first and both abort), (b) give
-exactly the numbers of one process with 4 devices, and (c) resume an interrupted run across
-processes to the same numbers.
+``--out`` and must resume an interrupted run across processes, exit 0 even when process 0
+takes longer to write its outputs than JAX's shutdown barrier waits (here shortened to 3 s,
+with process 0 delayed by 6 s: without the runner's closing barrier process 1 reaches the
+shutdown barrier first and both abort), and give exactly the numbers of one process with 4
+devices.
 """
 
 from __future__ import annotations
@@ -99,28 +99,26 @@ def one_process(tmp_path_factory) -> pathlib.Path:
     return out
 
 
-def test_two_processes_with_slow_writer_match_one_process(tmp_path, one_process):
+def test_two_processes_interrupted_resumed_with_a_slow_writer_match_one_process(
+    tmp_path, one_process
+):
     out = tmp_path / "two"
-    slow = {"ENTJAX_TEST_OUTPUT_DELAY_S": "6", "ENTJAX_SHUTDOWN_TIMEOUT_S": "3"}
-    finished = _finish(_two_processes(out, **slow))
-    for code, err in finished:
-        assert code == 0, err[-3000:]
-    devices = json.loads((out / "results.json").read_text())["devices"]
-    assert devices["process_count"] == 2
-    assert devices["device_count"] == 4
-    assert _numbers(out) == _numbers(one_process)
-    assert "wrote" in finished[0][1]
-    assert "wrote" not in finished[1][1]  # process 0 alone writes
-
-
-def test_two_processes_resume_an_interrupted_run(tmp_path, one_process):
-    out = tmp_path / "resumed"
+    # Interrupted after step 25 of 40: every process stops (exit 3) with the checkpoint of
+    # step 20 in the shared output directory, and no results.
     for code, err in _finish(_two_processes(out, "--stop-after-step", "25")):
         assert code == 3, err[-3000:]
     assert (out / "checkpoints" / "20").is_dir()
     assert not (out / "results.json").exists()
-    for code, err in _finish(_two_processes(out, "--resume")):
+    # Resumed by two new processes, process 0 taking 6 s longer to write its outputs than
+    # JAX's shutdown barrier (3 s here) waits: all exit 0.
+    slow = {"ENTJAX_TEST_OUTPUT_DELAY_S": "6", "ENTJAX_SHUTDOWN_TIMEOUT_S": "3"}
+    finished = _finish(_two_processes(out, "--resume", **slow))
+    for code, err in finished:
         assert code == 0, err[-3000:]
-    timing = json.loads((out / "results.json").read_text())["timing"]
-    assert timing["resumed_from_step"] == 20
+    results = json.loads((out / "results.json").read_text())
+    assert results["timing"]["resumed_from_step"] == 20
+    assert results["devices"]["process_count"] == 2
+    assert results["devices"]["device_count"] == 4
     assert _numbers(out) == _numbers(one_process)
+    assert "wrote" in finished[0][1]
+    assert "wrote" not in finished[1][1]  # process 0 alone writes
