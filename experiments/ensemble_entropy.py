@@ -14,7 +14,7 @@ only where the interval of the paired difference excludes zero.
   by AUROC, AUPR (OOD positive) and FPR at 95% TPR of: single-model entropy, max-softmax
   (Hendrycks & Gimpel 2017), energy (Liu et al. 2020), the temperature-scaled single model, the
   k-NN distance in penultimate feature space (Sun et al. 2022), ensemble total entropy, ensemble
-  max-softmax, mutual information and the mean pairwise KL; a raw-pixel k-NN AUROC says how easy
+  max-softmax, mutual information and the mean pairwise KL; a raw-pixel 5-NN AUROC says how easy
   each set is.
 * Shift (Ovadia et al. 2019): the four metrics against severity per shift family; accuracy
   against confidence (Lakshminarayanan et al. 2017); metrics against ensemble size over random
@@ -431,46 +431,46 @@ def ood_block(pred: Predictions, name: str, *, bootstrap: int, seed: int) -> dic
     """Every score's AUROC, AUPR and FPR@95 on set ``name`` (positive) against the test set,
     with intervals over replicates (and the example bootstrap), plus paired comparisons."""
     t, s = pred.sets.slices["test"], pred.sets.slices[name]
-    scores, raw = {}, {}
+    scores, means = {}, {}
     for key, values in pred.scores.items():
-        raw[key] = detection.per_replicate(values[:, t], values[:, s])
         scores[key] = detection.replicate_intervals(
             values[:, t], values[:, s], bootstrap=bootstrap, seed=seed
         )
         scores[key]["mean_score"] = stats.interval(values[:, s].mean(axis=1))
-    r = pred.num_ensembles
-    comparisons: dict[str, Any] = {"best_vs_runner_up": best_vs_runner_up(raw, r)}
-    for metric, higher in (("auroc", True), ("aupr", True), ("fpr95", False)):
-        mi, total = (raw[f"ensemble/{k}"][metric] for k in ("mutual_information", "total_entropy"))
-        single = member_means(raw["single/entropy"][metric], r)
-        comparisons[metric] = {
-            "mi_minus_total_entropy": stats.paired(mi, total),
-            "total_entropy_minus_single_entropy": stats.paired(total, single),
-            "mi_minus_single_entropy": stats.paired(mi, single),
-            "higher_is_better": higher,
-        }
+        means[key] = scores[key]["auroc"]["mean"]
+    best, second = sorted(means, key=lambda k: -means[k])[:2]
+    pairs = {
+        "best_vs_runner_up": (best, second),
+        "mi_minus_total_entropy": ("ensemble/mutual_information", "ensemble/total_entropy"),
+        "total_entropy_minus_single_entropy": ("ensemble/total_entropy", "single/entropy"),
+        "mi_minus_single_entropy": ("ensemble/mutual_information", "single/entropy"),
+    }
+    comparisons = {
+        label: {"a": ka, "b": kb, **compare_scores(pred, ka, kb, t, s, bootstrap, seed)}
+        for label, (ka, kb) in pairs.items()
+    }
     return {"num_examples": s.stop - s.start, "scores": scores, "comparisons": comparisons}
 
 
-def paired_scores(raw: dict[str, dict], a: str, b: str, num_ensembles: int) -> dict:
-    """Paired AUROC difference ``a − b``: over members if both are single-model scores, else
-    over ensembles (a single-model score enters as the mean over each ensemble's members)."""
-    va, vb = raw[a]["auroc"], raw[b]["auroc"]
-    if len(va) != len(vb):
-        va = member_means(va, num_ensembles) if len(va) > num_ensembles else va
-        vb = member_means(vb, num_ensembles) if len(vb) > num_ensembles else vb
-    return stats.paired(va, vb)
+def compare_scores(pred, a: str, b: str, t: slice, s: slice, bootstrap: int, seed: int) -> dict:
+    """Paired AUROC difference ``a − b`` (:func:`detection.paired_difference`): over members if
+    both are single-model scores, else over ensembles (a single-model score enters as the mean
+    over each ensemble's members), with the example bootstrap."""
+    va, vb = pred.scores[a], pred.scores[b]
+    r = pred.num_ensembles
 
+    def per_ensemble(values: np.ndarray) -> np.ndarray:
+        return member_means(values, r)
 
-def best_vs_runner_up(raw: dict[str, dict], num_ensembles: int) -> dict:
-    """The two scores with the highest mean AUROC and their paired difference."""
-    ranked = sorted(raw, key=lambda k: -float(np.mean(raw[k]["auroc"])))
-    best, second = ranked[:2]
-    return {
-        "best": best,
-        "runner_up": second,
-        "difference": paired_scores(raw, best, second, num_ensembles),
-    }
+    mixed = len(va) != len(vb)
+    return detection.paired_difference(
+        (va[:, t], va[:, s]),
+        (vb[:, t], vb[:, s]),
+        reduce_a=per_ensemble if mixed and len(va) > r else None,
+        reduce_b=per_ensemble if mixed and len(vb) > r else None,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
 
 
 def ood_section(pred: Predictions, data, config: Config) -> dict[str, Any]:
@@ -669,17 +669,16 @@ def claims(results: dict[str, Any]) -> list[str]:
         if not block["headline"]:
             continue
         top = block["comparisons"]["best_vs_runner_up"]
-        best, second = top["best"], top["runner_up"]
         lead = stats.verdict(
-            top["difference"], a=SCORE_LABELS[best], b=SCORE_LABELS[second], higher_is_better=True
+            top, a=SCORE_LABELS[top["a"]], b=SCORE_LABELS[top["b"]], higher_is_better=True
         )
-        d = block["comparisons"]["auroc"]["mi_minus_total_entropy"]
+        d = block["comparisons"]["mi_minus_total_entropy"]
         words = stats.verdict(d, a="mutual information", b="total entropy", higher_is_better=True)
         out.append(
-            f"{name}: highest mean AUROC {SCORE_LABELS[best]} "
-            f"({outputs.fmt(block['scores'][best]['auroc'], 3)}); against the runner-up: {lead} "
-            f"({_fmt_diff(top['difference'])}); {words} (AUROC difference {_fmt_diff(d)}); "
-            f"raw-pixel k-NN AUROC {block['raw_pixel_knn_auroc']:.3f}."
+            f"{name}: highest mean AUROC {SCORE_LABELS[top['a']]} "
+            f"({outputs.fmt(block['scores'][top['a']]['auroc'], 3)}); against the runner-up: "
+            f"{lead} ({_fmt_diff(top)}); {words} (AUROC difference {_fmt_diff(d)}); "
+            f"raw-pixel 5-NN AUROC {block['raw_pixel_knn_auroc']:.3f}."
         )
     return out
 
@@ -850,7 +849,7 @@ def _in_distribution(r: dict[str, Any]) -> list[str]:
 
 def _ood_overview(r: dict[str, Any]) -> list[str]:
     keys = list(SCORE_LABELS)
-    headers = ["OOD set", "raw-pixel k-NN", *(SCORE_LABELS[k] for k in keys)]
+    headers = ["OOD set", "raw-pixel 5-NN", *(SCORE_LABELS[k] for k in keys)]
     rows = [
         [name, b["raw_pixel_knn_auroc"], *(b["scores"][k]["auroc"]["mean"] for k in keys)]
         for name, b in r["ood"].items()
@@ -858,7 +857,7 @@ def _ood_overview(r: dict[str, Any]) -> list[str]:
     return [
         "## Out of distribution: AUROC of every score on every set (means)",
         "",
-        "OOD set positive against the clean test set; 0.5 = chance. The raw-pixel k-NN column "
+        "OOD set positive against the clean test set; 0.5 = chance. The raw-pixel 5-NN column "
         "needs no model: where it is near 1.0 the set is too easy to rank the scores.",
         "",
         outputs.markdown_table(headers, rows, digits=3),
@@ -877,7 +876,7 @@ def _ood_details(r: dict[str, Any]) -> list[str]:
             for k in SCORE_LABELS
         ]
         lines += [
-            f"**{name}** ({b['num_examples']} images; raw-pixel k-NN AUROC "
+            f"**{name}** ({b['num_examples']} images; raw-pixel 5-NN AUROC "
             f"{b['raw_pixel_knn_auroc']:.3f})",
             "",
             outputs.markdown_table(
@@ -1087,7 +1086,7 @@ def _ood_figure(r: dict[str, Any]) -> Any:
         err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] for c in cells]).T
         colors = ["C0" if k.startswith("single") else "C1" for k in keys]
         ax.barh(np.arange(len(keys)), mean, xerr=err, color=colors, capsize=2)
-        ax.axvline(b["raw_pixel_knn_auroc"], color="k", ls=":", lw=1, label="raw-pixel k-NN")
+        ax.axvline(b["raw_pixel_knn_auroc"], color="k", ls=":", lw=1, label="raw-pixel 5-NN")
         ax.axvline(0.5, color="0.6", lw=0.8)
         ax.set_xlim(0.0, 1.0)
         ax.set_title(name, fontsize=9)

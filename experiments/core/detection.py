@@ -17,6 +17,8 @@ for "more likely OOD" (entropy, 1 − max-softmax, negative max-logit, a feature
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from experiments.core import stats
@@ -146,3 +148,45 @@ def knn_distance(
         sq = np.sum(q * q, axis=1)[:, None] + ref_sq[None, :] - 2.0 * q @ ref.T
         out.append(np.sqrt(np.maximum(np.partition(sq, k - 1, axis=1)[:, k - 1], 0.0)))
     return np.concatenate(out)
+
+
+def paired_difference(
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    *,
+    reduce_a: Callable[[np.ndarray], np.ndarray] | None = None,
+    reduce_b: Callable[[np.ndarray], np.ndarray] | None = None,
+    metric: str = "auroc",
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> dict:
+    """Paired difference of ``metric`` between scores ``a`` and ``b``, each ``(in, out)`` with
+    replicate rows, on the same examples.
+
+    Over replicates: :func:`experiments.core.stats.paired` of the per-replicate values (after
+    ``reduce_*``, e.g. a single model's members averaged per ensemble so that both sides have one
+    value per ensemble). With ``bootstrap`` resamples of the examples (the same resample for
+    both scores), also the percentile interval of the difference of the means; the difference
+    is ``significant`` only if both intervals exclude 0.
+    """
+    ra, rb = reduce_a or (lambda v: v), reduce_b or (lambda v: v)
+    out = stats.paired(ra(per_replicate(*a)[metric]), rb(per_replicate(*b)[metric]))
+    if not bootstrap:
+        return out
+    n_in = a[0].shape[-1]
+    strata = np.r_[np.zeros(n_in, int), np.ones(a[1].shape[-1], int)]
+    both_a, both_b = np.concatenate(a, axis=-1), np.concatenate(b, axis=-1)
+
+    def diff(idx: np.ndarray) -> dict[str, float]:
+        ins, outs = idx[strata[idx] == 0], idx[strata[idx] == 1]
+        va = ra(per_replicate(both_a[:, ins], both_a[:, outs])[metric])
+        vb = rb(per_replicate(both_b[:, ins], both_b[:, outs])[metric])
+        return {"difference": float(np.mean(va) - np.mean(vb))}
+
+    boot = stats.bootstrap_many(
+        diff, len(strata), seed=seed, num_resamples=bootstrap, strata=strata
+    )["difference"]
+    out["bootstrap_interval"] = [boot["low"], boot["high"]]
+    out["significant"] = bool(out["significant"] and (boot["low"] > 0 or boot["high"] < 0))
+    out["low"], out["high"] = min(out["low"], boot["low"]), max(out["high"], boot["high"])
+    return out
