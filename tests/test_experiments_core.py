@@ -433,3 +433,29 @@ def test_accuracy_vs_confidence_and_subsets():
     assert subsets.shape == (10, 3)
     assert all(len(set(s)) == 3 and max(s) < 8 for s in subsets.tolist())
     assert uncertainty.random_subsets(4, 2, 10, seed=0).shape == (6, 2)  # all C(4, 2)
+
+
+def test_paired_difference_needs_both_intervals():
+    from scipy import stats as st
+    from sklearn.metrics import roc_auc_score
+
+    from experiments.core import detection
+
+    rng = np.random.default_rng(5)
+    s_in = rng.normal(size=(5, 80))
+    out_a, out_b = rng.normal(1.2, size=(5, 60)), rng.normal(0.8, size=(5, 60))
+    d = detection.paired_difference((s_in, out_a), (s_in, out_b))
+    y = np.r_[np.zeros(80), np.ones(60)]
+    diffs = [
+        roc_auc_score(y, np.r_[s_in[i], out_a[i]]) - roc_auc_score(y, np.r_[s_in[i], out_b[i]])
+        for i in range(5)
+    ]
+    low, high = st.t.interval(0.95, 4, loc=np.mean(diffs), scale=st.sem(diffs))
+    assert (d["mean"], d["low"], d["high"]) == pytest.approx((np.mean(diffs), low, high))
+    boot = detection.paired_difference((s_in, out_a), (s_in, out_b), bootstrap=100, seed=0)
+    assert boot["low"] <= min(low, boot["bootstrap_interval"][0]) + 1e-12
+    assert boot["high"] >= max(high, boot["bootstrap_interval"][1]) - 1e-12
+    assert boot["significant"] == (
+        d["significant"]
+        and (boot["bootstrap_interval"][0] > 0 or boot["bootstrap_interval"][1] < 0)
+    )
