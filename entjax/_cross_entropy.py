@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from . import _numerics as nx
 
@@ -30,14 +33,28 @@ def _integer_nll_parts(x: jax.Array, labels: jax.Array):
     m = jnp.max(x, axis=-1)
     shift = nx.stable_shift(m)
     total = jnp.sum(jnp.exp(x - shift[..., None]), axis=-1)
+    nll, log_total, any_valid, row_ok = _nll_from_sum(total, shift, _label_logit(x, labels))
+    return nll, (shift, log_total), any_valid, row_ok
+
+
+def _label_logit(x: jax.Array, labels: jax.Array) -> jax.Array:
+    """``x[..., labels]`` per row, for labels already clipped into range."""
+    return jnp.take_along_axis(x, labels[..., None], axis=-1, mode="promise_in_bounds")[..., 0]
+
+
+def _nll_from_sum(total: jax.Array, shift: jax.Array, label_logit: jax.Array):
+    """``lse - x[label]`` from ``total = Σ exp(x - shift)``, with the row flags of the loss.
+
+    Returns ``(nll, log_total, any_valid, row_ok)``: 0 on rows without a class, ``+inf`` where
+    the label's logit is ``-inf``; ``row_ok`` marks the rows with a finite, differentiable loss.
+    """
     any_valid = total != 0  # NaN compares unequal, so a NaN row stays "valid" and propagates
     log_total = jnp.log(jnp.where(any_valid, total, 1.0))
-    label_logit = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
     label_ok = label_logit != -jnp.inf
     # In shifted coordinates: exact for logits like 1e4 - 1 where lse - x would round.
     nll = jnp.where(label_ok, log_total - (label_logit - shift), jnp.inf)
     nll = jnp.where(any_valid, nll, 0.0)
-    return nll, (shift, log_total), any_valid, any_valid & label_ok
+    return nll, log_total, any_valid, any_valid & label_ok
 
 
 @jax.custom_jvp
@@ -64,7 +81,52 @@ def _integer_nll_jvp(primals, tangents):
     probs = jnp.exp((x - shift[..., None]) - log_total[..., None])
     coef = jnp.where(row_ok[..., None], probs - onehot.astype(x.dtype), 0.0)
     dnll = jnp.sum(coef * dx, axis=-1)
-    return (nll, any_valid), (dnll, np.zeros(any_valid.shape, dtype=jax.dtypes.float0))
+    return (nll, any_valid), (dnll, _no_tangent(any_valid))
+
+
+def _no_tangent(flags: jax.Array) -> np.ndarray:
+    return np.zeros(flags.shape, dtype=jax.dtypes.float0)
+
+
+def _class_iota(x: jax.Array, dtype) -> jax.Array:
+    return lax.broadcasted_iota(dtype, x.shape, x.ndim - 1)
+
+
+def _guess(x: jax.Array, label_logit: jax.Array) -> jax.Array | None:
+    """The label's logit as the shift for large arrays; ``None`` (the row maximum) for small."""
+    return label_logit if nx.use_fast_path(x) else None
+
+
+@jax.custom_jvp
+def _integer_nll_cpu(x: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:func:`_integer_nll` in the form that is fastest on CPU (same values and tangents).
+
+    On CPU ``exp`` dominates the cost, and memory passes come next. The forward pass shifts by
+    the label's logit instead of the row maximum (:func:`entjax._numerics.softmax_sum`): one
+    pass over the logits instead of two, with every row recomputed from the maximum in the rare
+    batch where some logit exceeds its row's label logit by ~88 (or is ``+inf``/NaN, or a label
+    logit is ``-inf``). The backward pass keeps ``e = exp(x - shift)`` from the forward pass
+    and rescales it in place (one ``exp`` per logit); recomputing it, the better trade on
+    accelerators, costs a second ``exp``.
+    """
+    label_logit = _label_logit(x, labels)
+    shift, total = nx.softmax_sum(x, _guess(x, label_logit))
+    nll, _, any_valid, _ = _nll_from_sum(total, shift, label_logit)
+    return nll, any_valid
+
+
+@_integer_nll_cpu.defjvp
+def _integer_nll_cpu_jvp(primals, tangents):
+    x, labels = primals
+    dx, _ = tangents
+    label_logit = _label_logit(x, labels)
+    e, shift, total = nx.softmax_exp(x, _guess(x, label_logit))
+    nll, _, any_valid, row_ok = _nll_from_sum(total, shift, label_logit)
+    # Everything per row is folded into two [N] vectors before it meets the [N, C] arrays.
+    scale = jnp.where(row_ok, 1.0 / jnp.where(any_valid, total, 1.0), 0.0)
+    hit = jnp.where(row_ok, labels, -1)[..., None] == _class_iota(x, labels.dtype)
+    dnll = scale * jnp.sum(e * dx, axis=-1) - jnp.sum(jnp.where(hit, dx, 0.0), axis=-1)
+    return (nll, any_valid), (dnll, _no_tangent(any_valid))
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -143,34 +205,156 @@ def softmax_cross_entropy_with_integer_labels(
         # Fast path: two reads of the logits forward, one read + one write backward.
         if mask is not None:
             x = jnp.where(mask, x, -jnp.inf)  # masked classes become structural zeros
-        loss, any_valid = _integer_nll(x, jnp.clip(labels, 0, num_classes - 1))
+        loss, any_valid = nx.on_cpu(
+            _integer_nll_cpu, _integer_nll, x, jnp.clip(labels, 0, num_classes - 1)
+        )
         if weights is not None:
-            loss = loss * jnp.take(weights, jnp.clip(labels, 0, num_classes - 1))
+            # Double where: the weight's gradient at a +inf loss is 0, not 0 * inf = NaN.
+            w_label = jnp.take(weights, jnp.clip(labels, 0, num_classes - 1))
+            finite = loss < jnp.inf
+            loss = jnp.where(finite, jnp.where(finite, loss, 0.0) * w_label, loss)
         loss = jnp.where(in_range, loss, jnp.nan)
         keep = any_valid if ignore_index is None else any_valid & (labels != ignore_index)
         return jnp.where(keep, loss, 0.0)
 
-    ls = nx.masked_log_softmax(x, mask)
+    if mask is not None:
+        x = jnp.where(mask, x, -jnp.inf)  # masked classes become structural zeros
+    smoothed = functools.partial(_smoothed_ce, label_smoothing)
+    smoothed_cpu = functools.partial(_smoothed_ce_cpu, label_smoothing)
+    clipped = jnp.clip(labels, 0, num_classes - 1)
+    loss, any_valid = nx.on_cpu(smoothed_cpu, smoothed, x, clipped, weights)
+    loss = jnp.where(in_range, loss, jnp.nan)
+    keep = any_valid if ignore_index is None else any_valid & (labels != ignore_index)
+    return jnp.where(keep, loss, 0.0)
+
+
+def _smoothed_ce(eps: float, x: jax.Array, labels: jax.Array, weights: jax.Array | None):
+    """Label-smoothed, optionally class-weighted CE per row and the rows with a class.
+
+    The reference form (autodiff through :func:`entjax._numerics.masked_log_softmax`), used off
+    CPU and as the definition that :func:`_smoothed_ce_cpu` reproduces.
+    """
+    num_classes = x.shape[-1]
+    ls = nx.masked_log_softmax(x)
     if weights is not None:
         weights = weights.reshape((1,) * (x.ndim - 1) + (num_classes,))
-    onehot = labels[..., None] == lax.broadcasted_iota(labels.dtype, x.shape, x.ndim - 1)
+    onehot = labels[..., None] == _class_iota(x, labels.dtype)
     # Shifted log-probabilities, not lse - logit: exact at logits of ±1e4.
     label_log_prob = jnp.sum(jnp.where(onehot, ls.log_probs, 0.0), axis=-1)
     label_ok = jnp.any(onehot & ls.valid, axis=-1)
     nll = jnp.where(label_ok, nx.negate(label_log_prob), jnp.inf)
     if weights is not None:
         nll = nll * jnp.sum(jnp.where(onehot, weights, 0.0), axis=-1)
-    # Only reached with label_smoothing > 0: the fast path above returned otherwise.
     per_class = -ls.log_probs if weights is None else -ls.log_probs * weights
     count = jnp.maximum(jnp.sum(ls.valid, axis=-1), 1).astype(x.dtype)
     smooth = jnp.sum(per_class, axis=-1) / count
-    loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+    return (1.0 - eps) * nll + eps * smooth, ls.any_valid
 
-    loss = jnp.where(in_range, loss, jnp.nan)
-    keep = ls.any_valid
-    if ignore_index is not None:
-        keep = keep & (labels != ignore_index)
-    return jnp.where(keep, loss, 0.0)
+
+def _smoothing_sums(x: jax.Array, shift: jax.Array, weights: jax.Array | None):
+    """``(Σ_c w_c (x_c - shift), Σ_c w_c, K)`` over the candidate classes (logit ``> -inf``).
+
+    The select-free sum over every class is right unless some logit is ``-inf`` (the sum is
+    then ``-inf``) or NaN; only then are the candidates counted and masked.
+    """
+    z = x - shift[..., None]
+    num_classes = x.shape[-1]
+    if weights is None:
+        fast_sum = jnp.sum(z, axis=-1)
+        w_total = jnp.full(shift.shape, num_classes, x.dtype)
+    else:
+        fast_sum = jnp.sum(_per_class(weights, x) * z, axis=-1)
+        w_total = jnp.broadcast_to(jnp.sum(weights), shift.shape)
+    count = jnp.full(shift.shape, num_classes, x.dtype)
+
+    def careful(x, shift):
+        valid = x != -jnp.inf
+        w = (
+            valid.astype(x.dtype)
+            if weights is None
+            else jnp.where(valid, _per_class(weights, x), 0.0)
+        )
+        wz = jnp.sum(w * jnp.where(valid, x - shift[..., None], 0.0), axis=-1)
+        return wz, jnp.sum(w, axis=-1), jnp.sum(valid, axis=-1).astype(x.dtype)
+
+    if not nx.use_fast_path(x):
+        return careful(x, shift)
+    ok = nx.all_finite(fast_sum)
+    careful_rows = functools.partial(nx.by_row_blocks, careful)
+    return nx.fallback_unless(ok, (fast_sum, w_total, count), careful_rows, x, shift)
+
+
+def _smoothed_ce_cpu_parts(eps, x, labels, weights, *, keep_exp: bool):
+    label_logit = _label_logit(x, labels)
+    if keep_exp:
+        e, shift, total = nx.softmax_exp(x, _guess(x, label_logit))
+    else:
+        e = None
+        shift, total = nx.softmax_sum(x, _guess(x, label_logit))
+    nll, log_total, any_valid, row_ok = _nll_from_sum(total, shift, label_logit)
+    wz, w_total, count = _smoothing_sums(x, shift, weights)
+    count = jnp.maximum(count, 1.0)
+    w_label = 1.0 if weights is None else jnp.take(weights, labels)
+    smooth = (w_total * log_total - wz) / count  # Σ_c w_c (lse - x_c) / K
+    loss = (1.0 - eps) * (w_label * nll) + eps * smooth
+    return loss, any_valid, (e, total, log_total, nll, row_ok, w_label, w_total, count, shift)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _smoothed_ce_cpu(eps: float, x: jax.Array, labels: jax.Array, weights: jax.Array | None):
+    """:func:`_smoothed_ce` in the form that is fastest on CPU (as :func:`_integer_nll_cpu`).
+
+    One ``exp`` per logit with ``e`` kept for the backward pass, the label's logit as the
+    shift, and the smoothing sum over every class unless a ``-inf`` logit makes it count the
+    candidates. The tangent is ``α p - β`` with ``α = (1-ε) w_y + ε Σ_c w_c / K`` and
+    ``β_c = (1-ε) w_y [c = y] + ε w_c / K`` on the candidates; zero on rows whose loss is not
+    finite or that have no class.
+    """
+    loss, any_valid, _ = _smoothed_ce_cpu_parts(eps, x, labels, weights, keep_exp=False)
+    return loss, any_valid
+
+
+def _smoothed_ce_cpu_jvp(eps, primals, tangents):
+    x, labels, weights = primals
+    dx, _, dw = tangents
+    loss, any_valid, parts = _smoothed_ce_cpu_parts(eps, x, labels, weights, keep_exp=True)
+    e, total, log_total, nll, row_ok, w_label, w_total, count, shift = parts
+    dloss = jnp.zeros_like(loss)
+    valid = x != -jnp.inf
+    if not _is_zero(dx):
+        alpha = (1.0 - eps) * w_label + eps * w_total / count
+        scale = jnp.where(row_ok, alpha / jnp.where(any_valid, total, 1.0), 0.0)
+        label_coef = jnp.where(row_ok, (1.0 - eps) * w_label, 0.0)
+        smooth_coef = jnp.where(row_ok, eps / count, 0.0)
+        if weights is None:
+            w_valid = valid.astype(x.dtype)
+        else:
+            w_valid = jnp.where(valid, _per_class(weights, x), 0.0)
+        hit = labels[..., None] == _class_iota(x, labels.dtype)
+        dloss = (
+            scale * jnp.sum(e * dx, axis=-1)
+            - label_coef * jnp.sum(jnp.where(hit, dx, 0.0), axis=-1)
+            - smooth_coef * jnp.sum(w_valid * dx, axis=-1)
+        )
+    if weights is not None and not _is_zero(dw):
+        # ∂ℓ/∂w_c = (1-ε) nll [c = y] + ε (lse - x_c) / K on the candidate classes.
+        neg_log_p = jnp.where(valid, log_total[..., None] - (x - shift[..., None]), 0.0)
+        d_smooth = jnp.sum(neg_log_p * _per_class(dw, x), axis=-1) / count
+        d_nll = jnp.where(row_ok, nll, 0.0) * jnp.take(dw, labels)  # no 0 * inf transposed
+        dloss = dloss + jnp.where(row_ok, (1.0 - eps) * d_nll + eps * d_smooth, 0.0)
+    return (loss, any_valid), (dloss, _no_tangent(any_valid))
+
+
+_smoothed_ce_cpu.defjvp(_smoothed_ce_cpu_jvp, symbolic_zeros=True)
+
+
+def _per_class(w: jax.Array, x: jax.Array) -> jax.Array:
+    """A ``[C]`` vector shaped to broadcast against ``x`` (explicit rank promotion)."""
+    return w.reshape((1,) * (x.ndim - 1) + w.shape)
+
+
+def _is_zero(tangent) -> bool:
+    return isinstance(tangent, SymbolicZero)
 
 
 def softmax_cross_entropy(
@@ -215,11 +399,74 @@ def softmax_cross_entropy(
     dtype = nx.compute_dtype(logits, labels)
     x = nx.class_axes_last(nx.upcast(logits, dtype), axes)
     y = nx.class_axes_last(nx.upcast(jnp.broadcast_to(labels, logits.shape), dtype), axes)
-    ls = nx.masked_log_softmax(x, mask)
     if mask is not None:
+        x = jnp.where(mask, x, -jnp.inf)  # masked classes become structural zeros
         y = jnp.where(mask, y, 0.0)
-    terms = jnp.where(ls.valid, y * ls.log_probs, jnp.where(y != 0, -jnp.inf, 0.0))
-    return jnp.where(ls.any_valid, nx.negate(jnp.sum(terms, axis=-1)), 0.0)
+    return nx.on_cpu(_soft_ce_cpu if nx.use_fast_path(x) else _soft_ce, _soft_ce, x, y)
+
+
+def _soft_ce(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``H(y, softmax(x))`` over the last axis with ``-inf`` logits as structural zeros.
+
+    The careful form, with finite values and gradients everywhere (double ``where``): off CPU,
+    for small arrays, and as the fallback of :func:`_soft_ce_cpu`.
+    """
+    valid = x != -jnp.inf
+    z = jnp.where(valid, x - nx.row_max_shift(x)[..., None], 0.0)
+    total = jnp.sum(jnp.where(valid, jnp.exp(z), 0.0), axis=-1)
+    any_valid = total != 0  # NaN compares unequal: a NaN row propagates
+    log_total = jnp.log(jnp.where(any_valid, total, 1.0))[..., None]
+    terms = jnp.where(valid, y * (z - log_total), jnp.where(y != 0, -jnp.inf, 0.0))
+    return jnp.where(any_valid, nx.negate(jnp.sum(terms, axis=-1)), 0.0)
+
+
+def _soft_ce_cpu_parts(x: jax.Array, y: jax.Array, *, keep_exp: bool):
+    """``(loss, e, total)``: ``loss = Σ_c y_c (log Σ e - (x_c - shift))``, ``e = exp(x - shift)``.
+
+    Select-free, so XLA:CPU fuses each sum with its arithmetic (the passes of optax's
+    ``log_softmax`` form: maximum, exponential sum, weighted sum); exact wherever every term is
+    finite, and recomputed by :func:`_soft_ce` (``-inf`` logits, rows without a class, NaN)
+    otherwise.
+    """
+    shift = nx.row_max_shift(x)[..., None]
+    e = jnp.exp(x - shift)
+    total = jnp.sum(e, axis=-1)
+    fast = nx.negate(jnp.sum(y * ((x - shift) - jnp.log(total)[..., None]), axis=-1))
+    careful = functools.partial(nx.by_row_blocks, _soft_ce)
+    loss = nx.fallback_unless(nx.all_finite(fast), fast, careful, x, y)
+    return loss, (e if keep_exp else None), total
+
+
+@jax.custom_jvp
+def _soft_ce_cpu(x: jax.Array, y: jax.Array) -> jax.Array:
+    """:func:`_soft_ce` in the form that is fastest on CPU (same values).
+
+    One ``exp`` per logit, kept for the backward pass, which rescales it in place:
+    ``∂ℓ/∂x = Y softmax(x) - y`` and ``∂ℓ/∂y = -log softmax(x)`` on the candidate classes, zero
+    on rows whose loss is not finite or that have no class.
+    """
+    return _soft_ce_cpu_parts(x, y, keep_exp=False)[0]
+
+
+def _soft_ce_cpu_jvp(primals, tangents):
+    x, y = primals
+    dx, dy = tangents
+    loss, e, total = _soft_ce_cpu_parts(x, y, keep_exp=True)
+    row_ok = (total != 0) & (loss < jnp.inf)  # NaN fails the comparison: no tangent either
+    dloss = jnp.zeros_like(loss)
+    if not _is_zero(dx):
+        y_total = jnp.sum(y, axis=-1)
+        scale = jnp.where(row_ok, y_total / jnp.where(total != 0, total, 1.0), 0.0)
+        dloss = scale * jnp.sum(e * dx, axis=-1) - jnp.where(row_ok, jnp.sum(y * dx, axis=-1), 0.0)
+    if not _is_zero(dy):
+        log_total = jnp.log(jnp.where(total != 0, total, 1.0))[..., None]
+        z = x - nx.row_max_shift(x)[..., None]
+        neg_log_p = jnp.where(x != -jnp.inf, log_total - z, 0.0)
+        dloss = dloss + jnp.where(row_ok, jnp.sum(neg_log_p * dy, axis=-1), 0.0)
+    return loss, dloss
+
+
+_soft_ce_cpu.defjvp(_soft_ce_cpu_jvp, symbolic_zeros=True)
 
 
 def cross_entropy_from_probs(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from . import _numerics as nx
 
@@ -56,8 +60,10 @@ def kl_divergence(
       Information Theory*, 2nd ed., 2006, §2.3.
     """
     xp, xq = _two_logits(p_logits, q_logits, axis, where)
+    cpu = _categorical_kl_cpu if nx.use_fast_path(xp) else _categorical_kl
+    kl = nx.on_cpu(cpu, _categorical_kl, xp, xq)
     # Rounding can leave a tiny negative total when p == q; KL is non-negative by Gibbs.
-    return nx.to_base(jnp.maximum(_categorical_kl(xp, xq), 0.0), base)
+    return nx.to_base(jnp.maximum(kl, 0.0), base)
 
 
 def _two_logits(
@@ -133,6 +139,105 @@ def _categorical_kl_jvp(primals, tangents):
     coef_p = jnp.where(finite, p * (log_ratio - kl[..., None]), 0.0)
     coef_q = jnp.where(ok, q - p, 0.0)
     return kl, jnp.sum(coef_p * dxp, axis=-1) + jnp.sum(coef_q * dxq, axis=-1)
+
+
+def _kl_careful(xp, xq, shift_p, shift_q):
+    """KL per row and its row flags from given shifts, ``-inf`` entries as structural zeros.
+
+    Returns ``(kl, log_sp, log_sq, row_ok)`` as :func:`_categorical_kl_parts` does (the same
+    values), with the shifts of the fast path so that both share the tangent formulas.
+    """
+    zp = xp - shift_p[..., None]
+    zq = xq - shift_q[..., None]
+    sp = jnp.sum(jnp.exp(zp), axis=-1)
+    sq = jnp.sum(jnp.exp(zq), axis=-1)
+    p_any = sp != 0  # NaN compares unequal: NaN rows propagate
+    log_sp = jnp.log(jnp.where(p_any, sp, 1.0))
+    log_sq = jnp.log(jnp.where(sq != 0, sq, 1.0))
+    p_zero = xp == -jnp.inf
+    terms = jnp.where(p_zero, 0.0, jnp.where(xq == -jnp.inf, jnp.inf, jnp.exp(zp) * (zp - zq)))
+    cross = jnp.sum(terms, axis=-1) / jnp.where(p_any, sp, 1.0)
+    kl = jnp.where(p_any, cross - log_sp + log_sq, 0.0)
+    return kl, log_sp, log_sq, p_any & (cross < jnp.inf)
+
+
+def _kl_cpu_value(xp, xq):
+    """KL per row, select-free (one fused pass on XLA:CPU) unless some term is not finite."""
+
+    def shifted(x):  # a plain maximum: a row it does not suit is not finite, and falls back
+        return x - lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+
+    kl = _kl_chained(shifted(xp), shifted(xq))[0]
+
+    def careful(xp, xq):  # shifts recomputed: the fast pass keeps its maxima to itself
+        def rows(xp, xq):
+            return _kl_careful(xp, xq, nx.row_max_shift(xp), nx.row_max_shift(xq))[0]
+
+        return nx.by_row_blocks(rows, xp, xq)
+
+    return nx.fallback_unless(nx.all_finite(kl), kl, careful, xp, xq)
+
+
+def _kl_chained(zp, zq):
+    """``(kl, log_sp, log_sq)`` from shifted logits, as ``log_softmax`` then ``Σ p (log p -
+    log q)``: three ``exp`` per pair of logits, but no value feeds two sums (XLA:CPU would
+    store such a value as an ``[N, C]`` array)."""
+    log_sp = jnp.log(jnp.sum(jnp.exp(zp), axis=-1))
+    log_sq = jnp.log(jnp.sum(jnp.exp(zq), axis=-1))
+    log_p = zp - log_sp[..., None]
+    kl = jnp.sum(jnp.exp(log_p) * (log_p - (zq - log_sq[..., None])), axis=-1)
+    return kl, log_sp, log_sq
+
+
+def _kl_cpu_stats(xp, xq):
+    """``(kl, shift_p, shift_q, log_sp, log_sq, row_ok)`` by select-free sums, exact wherever
+    every term is finite (XLA:CPU fuses them with their arithmetic: no ``[N, C]`` array is
+    written), recomputed by :func:`_kl_careful` otherwise (``-inf`` logits, NaN)."""
+    shift_p = nx.row_max_shift(xp)
+    shift_q = nx.row_max_shift(xq)
+    kl, log_sp, log_sq = _kl_chained(xp - shift_p[..., None], xq - shift_q[..., None])
+    fast = (kl, log_sp, log_sq, jnp.ones(kl.shape, bool))
+    ok = nx.all_finite(kl)
+    careful = functools.partial(nx.by_row_blocks, _kl_careful)
+    stats = nx.fallback_unless(ok, fast, careful, xp, xq, shift_p, shift_q)
+    kl, log_sp, log_sq, row_ok = stats
+    return kl, shift_p, shift_q, log_sp, log_sq, row_ok
+
+
+@jax.custom_jvp
+def _categorical_kl_cpu(xp: jax.Array, xq: jax.Array) -> jax.Array:
+    """:func:`_categorical_kl` in the form that is fastest on CPU (same values and tangents).
+
+    The forward pass is select-free (:func:`_kl_cpu_stats`): the exponential of ``zp`` is
+    shared by two sums and no ``[N, C]`` intermediate is stored, where the select-based form
+    stores three. The tangent computes only the terms whose input has one (symbolic zeros):
+    ``q - p`` for ``q``'s logits with two ``exp`` per logit, recomputed rather than stored.
+    """
+    return _kl_cpu_value(xp, xq)
+
+
+def _categorical_kl_cpu_jvp(primals, tangents):
+    xp, xq = primals
+    dxp, dxq = tangents
+    kl, shift_p, shift_q, log_sp, log_sq, row_ok = _kl_cpu_stats(xp, xq)
+    out = jnp.zeros_like(kl)
+    zp = xp - shift_p[..., None]
+    zq = xq - shift_q[..., None]
+    if not isinstance(dxq, SymbolicZero):
+        # q - p is finite everywhere (0 at -inf entries); rows without a finite KL get 0.
+        scale = row_ok.astype(xq.dtype)[..., None]
+        coef_q = (jnp.exp(zq - log_sq[..., None]) - jnp.exp(zp - log_sp[..., None])) * scale
+        out = out + jnp.sum(coef_q * dxq, axis=-1)
+    if not isinstance(dxp, SymbolicZero):
+        finite = row_ok[..., None] & (xp != -jnp.inf)  # p_c > 0 here implies q_c > 0
+        log_p = zp - log_sp[..., None]
+        log_ratio = jnp.where(finite, log_p - (zq - log_sq[..., None]), 0.0)
+        coef_p = jnp.where(finite, jnp.exp(log_p) * (log_ratio - kl[..., None]), 0.0)
+        out = out + jnp.sum(coef_p * dxp, axis=-1)
+    return kl, out
+
+
+_categorical_kl_cpu.defjvp(_categorical_kl_cpu_jvp, symbolic_zeros=True)
 
 
 def js_divergence(

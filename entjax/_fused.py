@@ -148,6 +148,21 @@ def _chunk(cfg: _Config, hidden: jax.Array, weight: jax.Array, bias: jax.Array |
     return _Chunk(logits=x, valid=valid, fresh=fresh, cols=cols, weight=wc)
 
 
+def _label_in_chunk(cfg: _Config, labels: jax.Array, i) -> tuple[jax.Array, jax.Array]:
+    """Each label's column within chunk ``i`` (clipped into it) and whether the label is one of
+    the chunk's fresh columns (out-of-range labels are in no chunk)."""
+    c, v = cfg.chunk, cfg.num_classes
+    start = jnp.minimum(i * c, v - c)
+    local = labels - start
+    here = (labels >= i * c) & (labels < v) & (local < c)
+    return jnp.clip(local, 0, c - 1), here
+
+
+def _take_rows(x: jax.Array, cols: jax.Array) -> jax.Array:
+    """``x[r, cols[r]]`` for every row ``r``."""
+    return jnp.take_along_axis(x, cols[:, None], axis=1, mode="promise_in_bounds")[:, 0]
+
+
 def _forward(cfg: _Config, hidden, weight, bias, labels):
     """One pass over the vocabulary: returns the statistics and ``E_p[x]`` (for the VJP)."""
     n = hidden.shape[0]
@@ -165,7 +180,7 @@ def _forward(cfg: _Config, hidden, weight, bias, labels):
     def body(i, carry: _Carry) -> _Carry:
         m, s, x_label, sum_x, count, t = carry
         chunk = _chunk(cfg, hidden, weight, bias, i)
-        x, valid, cols = chunk.logits, chunk.valid, chunk.cols
+        x, valid = chunk.logits, chunk.valid
         m_new = jnp.maximum(m, jnp.max(x, axis=1))
         m_safe = jnp.where(m_new > -jnp.inf, m_new, 0.0)
         shift = m - m_safe  # <= 0, -inf before any valid column
@@ -173,8 +188,8 @@ def _forward(cfg: _Config, hidden, weight, bias, labels):
         e = jnp.exp(x - m_safe[:, None])  # 0 at invalid columns
         s_new = alpha * s + jnp.sum(e, axis=1)
         if cfg.has_labels:
-            hit = cols == labels[:, None]
-            x_label = jnp.maximum(x_label, jnp.max(jnp.where(hit, x, -jnp.inf), axis=1))
+            local, here = _label_in_chunk(cfg, labels, i)
+            x_label = jnp.where(here, _take_rows(x, local), x_label)
         if cfg.smoothing or cfg.entropy:
             xs = x - m_safe[:, None]
             if valid is not None:
@@ -223,14 +238,16 @@ def _fused_stats_bwd(cfg, res: _Residuals, g: _Stats):
 
     def body(i, carry):
         d_hidden, d_weight, d_bias = carry
-        x, valid, fresh, cols, wc = _chunk(cfg, hidden, weight, bias, i)
+        x, valid, fresh, _, wc = _chunk(cfg, hidden, weight, bias, i)
         p = jnp.exp(x - lse_safe[:, None])  # 0 at invalid columns
         dx = p * coef[:, None]
         if cfg.has_labels:
-            hit = cols == labels[:, None]
+            # One N-element scatter instead of a comparison on every logit of the chunk.
+            local, here = _label_in_chunk(cfg, labels, i)
             if valid is not None:
-                hit = hit & valid
-            dx = dx - jnp.where(hit, g.nll[:, None], 0.0)
+                here = here & _take_rows(jnp.broadcast_to(valid, x.shape), local)
+            rows = jnp.arange(x.shape[0])
+            dx = dx.at[rows, local].add(jnp.where(here, -g.nll, 0.0), mode="promise_in_bounds")
         if cfg.smoothing:
             sc = smooth_coef[:, None]
             dx = dx - (sc if valid is None else jnp.where(valid, sc, 0.0))
@@ -443,7 +460,9 @@ def fused_linear_cross_entropy(
     nll = jnp.where(label_ok, stats.nll, jnp.inf)
     loss = nll
     if label_smoothing:
-        loss = (1.0 - label_smoothing) * nll + label_smoothing * stats.smooth
+        # A label on a masked class: +inf with zero gradient, the smoothing term included.
+        smoothed = (1.0 - label_smoothing) * stats.nll + label_smoothing * stats.smooth
+        loss = jnp.where(label_ok, smoothed, jnp.inf)
     if z_loss:
         loss = loss + z_loss * jnp.square(jnp.where(any_valid, stats.lse, 0.0))
     loss = jnp.where((y >= 0) & (y < num_classes), loss, jnp.nan)

@@ -7,7 +7,10 @@ One helper per trick, used everywhere:
 * ``compute_dtype`` / ``upcast``: compute in at least float32 (bf16/fp16 inputs are promoted,
   Python scalars stay weakly typed);
 * ``class_axes_last``: move the (possibly several) class axes to one trailing axis, optax-style;
-* ``stable_shift``: the max-shift of a log-sum-exp, finite and gradient-free;
+* ``stable_shift``: the max-shift of a log-sum-exp, finite and gradient-free; ``row_max_shift``:
+  the same over the last axis, select-free so that XLA:CPU fuses it with the sum that follows;
+* ``fallback_unless``: a fast formula with a careful recomputation that runs only when a check
+  on the fast result fails; ``on_cpu``: an algorithm chosen by backend at lowering time;
 * ``masked_log_softmax``: log-softmax that treats ``-inf`` logits and ``where=False`` entries as
   structural zeros, with finite values *and* gradients for fully masked rows;
 * ``xlogx`` / ``xlogy``: ``0 * log 0 = 0`` with finite derivatives (custom JVPs).
@@ -22,6 +25,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Axis = int | Sequence[int] | None
@@ -208,6 +212,153 @@ def stable_shift(m: jax.Array) -> jax.Array:
     the shift is gradient-free (``lse(x) = shift + log Σ exp(x - shift)`` does not depend on it).
     """
     return lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+
+
+def row_max_shift(x: jax.Array) -> jax.Array:
+    """The max-shift of a log-sum-exp over the last axis, in a form XLA:CPU fuses.
+
+    The row maximum clamped to the finite floats: a row of ``-inf`` gets the most negative float
+    (``exp(-inf - shift)`` is still 0, and no ``-inf - (-inf)`` is formed), a ``+inf`` the
+    largest. Unlike :func:`stable_shift` it has no ``isfinite``/``where``: the clamps are the
+    reduction's initial value and a ``minimum``. XLA:CPU fuses reductions with arithmetic,
+    ``exp`` and ``log`` (its YNNPACK fusions) but not with selects, so a select between the
+    maximum and the exponential sum costs separate kernels. Gradient-free.
+    """
+    fi = jnp.finfo(x.dtype)
+    lo = np.array(fi.min, x.dtype)
+    m = lax.reduce(lax.stop_gradient(x), lo, lax.max, (x.ndim - 1,))
+    return lax.stop_gradient(jnp.minimum(m, np.array(fi.max, x.dtype)))
+
+
+def fallback_unless(ok: jax.Array, value, fallback, *operands):
+    """``value`` if the scalar ``ok`` holds, else ``fallback(*operands)``, run only when needed.
+
+    The fast-path-with-a-safety-net pattern: compute the cheap formula, check a condition on its
+    (small) results, and recompute the careful way only if it fails. Written as a
+    ``lax.while_loop`` of at most one trip rather than a ``lax.cond``: the loop carry is updated
+    in place (a ``cond`` copies an array it passes through), and under ``jax.vmap`` the loop
+    runs once if any member needs the fallback (and updates only those members) instead of
+    evaluating both branches. ``value`` and ``fallback(*operands)`` must have the same
+    structure, shapes and dtypes. Not reverse-differentiable: use it on primal values inside
+    custom-derivative rules.
+    """
+
+    def body(state):
+        return fallback(*operands), jnp.array(True)
+
+    out, _ = lax.while_loop(lambda state: jnp.logical_not(state[1]), body, (value, ok))
+    return out
+
+
+FAST_PATH_MIN_SIZE = 1 << 12
+"""Arrays at least this large (elements) take the fast paths that need a run-time check (a
+guessed shift, a select-free formula with a careful fallback). Below it the check and its loop
+cost more (a few microseconds of kernel launches) than the pass or the selects they save."""
+
+
+def use_fast_path(x: jax.Array) -> bool:
+    """Whether ``x`` is large enough for a checked fast path (:data:`FAST_PATH_MIN_SIZE`)."""
+    return x.size >= FAST_PATH_MIN_SIZE
+
+
+def all_finite(v: jax.Array) -> jax.Array:
+    """Whether every entry of the (small, per-row) ``v`` is finite, as one scalar.
+
+    One sum instead of a comparison per entry (a sum of finite values that overflows only
+    costs a needless fallback). The ``abs`` keeps XLA from merging this sum with the row sums
+    that produced ``v``, which would make it store their ``[N, C]`` operand.
+    """
+    return jnp.isfinite(jnp.sum(jnp.abs(v)))
+
+
+def _guess_is_safe(total: jax.Array) -> jax.Array:
+    # With the guess one of the row's logits its term is exp(0) = 1, so every sum is >= 1 or
+    # else inf/NaN (overflow, a non-finite guess, a NaN logit).
+    return all_finite(total)
+
+
+def softmax_sum(x: jax.Array, guess: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """``(shift, Σ_c exp(x_c - shift))`` over the last axis, the shift guessed when it is safe.
+
+    ``guess`` (shape ``x.shape[:-1]``) must be one of each row's logits, e.g. the label's: its
+    term is then ``exp(0) = 1``, so every sum is at least 1 (no underflow) and finite unless
+    some logit exceeds the guess by ~88 in float32 (overflow), the guess is not finite, or a
+    NaN is present. If every sum is finite the guess is the shift, and the pass over the logits
+    that finds the row maximum is saved; otherwise every row is recomputed with
+    :func:`row_max_shift` (:func:`fallback_unless`).
+    The shift is gradient-free, and neither output is differentiable: use :func:`softmax_exp`
+    inside derivative rules.
+    """
+
+    def exact(x):
+        shift = row_max_shift(x)
+        return shift, jnp.sum(jnp.exp(x - shift[..., None]), axis=-1)
+
+    if guess is None:
+        return exact(x)
+    guess = lax.stop_gradient(guess)
+    total = jnp.sum(jnp.exp(x - guess[..., None]), axis=-1)
+    return fallback_unless(_guess_is_safe(total), (guess, total), exact, x)
+
+
+@jax.custom_jvp
+def softmax_exp(x: jax.Array, guess: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(e, shift, total)``: ``e = exp(x - shift)``, ``total = Σ e``, as in :func:`softmax_sum`.
+
+    Keeps ``e`` (an ``[..., C]`` array) for a backward pass that reuses it instead of computing
+    ``exp`` again. Differentiable to any order with the shift held constant
+    (``de = e · dx``, ``d total = Σ e · dx``): valid for the shift-invariant quantities built
+    from it, such as ``e / total``. ``guess`` gets no gradient.
+    """
+
+    def exact(x):
+        shift = row_max_shift(x)
+        e = jnp.exp(x - shift[..., None])
+        return e, shift, jnp.sum(e, axis=-1)
+
+    if guess is None:
+        return exact(x)
+    guess = lax.stop_gradient(guess)
+    e = jnp.exp(x - guess[..., None])
+    total = jnp.sum(e, axis=-1)
+    return fallback_unless(_guess_is_safe(total), (e, guess, total), exact, x)
+
+
+@softmax_exp.defjvp
+def _softmax_exp_jvp(primals, tangents):
+    x, guess = primals
+    dx, _ = tangents
+    e, shift, total = softmax_exp(x, guess)  # the rule's own primal: differentiable again
+    de = e * dx
+    return (e, shift, total), (de, jnp.zeros_like(shift), jnp.sum(de, axis=-1))
+
+
+def by_row_blocks(fn, *operands, block_size: int = 1 << 20):
+    """``fn(*operands)`` for a row-wise ``fn``, evaluated on blocks of rows (``lax.map``).
+
+    ``operands`` share their leading (row) axes; each is ``[..., C]`` or per-row ``[...]``,
+    and ``fn`` must treat rows independently. Bounds the scratch memory of ``fn`` (the careful
+    fallbacks store ``[N, C]`` intermediates) to about ``block_size`` elements per array. Small
+    inputs are passed through whole.
+    """
+    lead = operands[0].shape[:-1]
+    rows = math.prod(lead)
+    per_block = max(1, block_size // max(operands[0].shape[-1], 1))
+    if rows <= per_block:
+        return fn(*operands)
+    flat = tuple(op.reshape((rows, *op.shape[len(lead) :])) for op in operands)
+    out = lax.map(lambda block: fn(*block), flat, batch_size=per_block)
+    return jax.tree.map(lambda o: o.reshape(lead + o.shape[1:]), out)
+
+
+def on_cpu(cpu, default, *operands):
+    """``cpu(*operands)`` when compiled for CPU, ``default(*operands)`` on other backends.
+
+    For algorithms whose best form depends on the backend (on CPU ``exp`` is expensive next to
+    memory traffic; on accelerators the reverse), chosen at lowering time with
+    ``lax.platform_dependent``: only the chosen branch is compiled.
+    """
+    return lax.platform_dependent(*operands, cpu=cpu, default=default)
 
 
 def masked_log_softmax(logits: jax.Array, where: jax.Array | None = None) -> LogSoftmax:

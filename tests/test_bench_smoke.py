@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from experiments.benchmarks import bench_ensemble, bench_fused, bench_losses, common
+from experiments.benchmarks import bench_ensemble, bench_fused, bench_gpu, bench_losses, common
 
 
 def _positive(x) -> bool:
@@ -69,16 +69,16 @@ def test_summarize_and_tables():
 
 def test_losses_quick_writes_expected_rows(tmp_path, capsys):
     out = tmp_path / "nested" / "bench.json"
-    args = ["--quick", "--reps", "1", "--groups", "plain", "--out", str(out)]
+    args = ["--quick", "--reps", "1", "--groups", "plain", "--out", str(out), "--markdown"]
     on_disk = _check_common_payload(bench_losses.main(args), out, bench_losses.MODULE)
     assert on_disk["settings"]["reps"] == 1
     assert on_disk["settings"]["groups"] == ["plain"]
 
     rows = {(r["group"], r["impl"], r["size"]) for r in on_disk["rows"]}
-    size = "{}x{}".format(*bench_losses.QUICK_SIZES[0])
-    assert rows == {(c.group, c.impl, size) for c in bench_losses.loss_cases()}
-    for group in ("ce_int", "entropy", "kl"):
-        assert {impl for g, impl, _ in rows if g == group} >= {"entjax", "jnp"}
+    sizes = ["{}x{}".format(*s) for s in bench_losses.QUICK_SIZES]
+    assert rows == {(c.group, c.impl, s) for c in bench_losses.loss_cases() for s in sizes}
+    for group in ("ce_int", "ce_soft", "ce_smooth", "entropy", "kl"):
+        assert "entjax" in {impl for g, impl, _ in rows if g == group}
         assert any(impl.startswith("optax") for g, impl, _ in rows if g == group)
 
     for row in on_disk["rows"]:
@@ -90,10 +90,42 @@ def test_losses_quick_writes_expected_rows(tmp_path, capsys):
             assert all(_positive(row[k]) for k in ("vag_ms", "vag_ratio_optax", "fwd_ratio_optax"))
             assert row["vag_bytes"] > row["fwd_bytes"]
 
+    for row in on_disk["rows"]:
+        if row["group"] != "baseline":
+            assert row["fwd_ratio_optax_q25"] <= row["fwd_ratio_optax"]
+            assert row["fwd_ratio_optax"] <= row["fwd_ratio_optax_q75"]
+            assert {"fwd_kernels", "vag_big_writes", "vag_exp_per_logit"} <= set(row)
+            assert len(row["vag_samples_s"]) == len(row["vag_cpu_samples_s"]) == 1
+
+    # --markdown prints the README summary; --from-json prints it (or the full table) again.
+    summary = capsys.readouterr().out
+    lines = summary.splitlines()
+    headers = " | ".join("{} × {}".format(*s) for s in bench_losses.QUICK_SIZES)
+    assert lines[0] == f"| entjax / optax | {headers} |"
+    labels = [line.split(" | ")[0].lstrip("| ") for line in lines[2:12]]
+    assert labels[:2] == ["integer-label CE, forward", "integer-label CE, value_and_grad"]
+    assert len(labels) == 10
+    assert labels[-1] == "entropy, value_and_grad"
+    assert lines[-1].startswith("Command: `python -m experiments.benchmarks.bench_losses ")
+    bench_losses.main(["--from-json", str(out), "--markdown"])
+    assert capsys.readouterr().out == summary
+    bench_losses.main(["--from-json", str(out)])
     table = capsys.readouterr().out
     assert "entjax" in table
     assert "read+write" in table
     assert "vag/optax" in table
+
+
+def test_hlo_profile_counts_kernels_writes_and_exps():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((8, 16), jnp.float32)
+    fn = jax.jit(lambda x: jnp.exp(x) * 2.0 + jnp.sum(jnp.exp(x)))
+    profile = bench_losses.hlo_profile(fn.lower(x).compile().as_text(), (8, 16))
+    assert profile["big_writes"] >= 1
+    assert profile["exp_per_logit"] >= 1
+    assert profile["kernels"] >= profile["big_writes"]
 
 
 def test_losses_fused_group_reports_naive_and_fused(tmp_path, capsys):
@@ -176,6 +208,33 @@ def test_ensemble_smoke(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------
+# bench_gpu (its --quick sizes on CPU)
+
+
+def test_gpu_record_quick(tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    payload = bench_gpu.main(["--quick", "--out", str(out), "--markdown"])
+    on_disk = _check_common_payload(payload, out, bench_gpu.MODULE)
+    assert on_disk["device"]["platform"] == "cpu"
+    by_section = {s: [r for r in on_disk["rows"] if r["section"] == s] for s in bench_gpu.SECTIONS}
+    fused = by_section["fused"]
+    assert {(r["case"], r["impl"]) for r in fused} == {
+        (c, i) for c in bench_fused.CASES for i in ("naive", "fused")
+    }
+    for row in fused:
+        assert all(_positive(row[k]) for k in ("vag_ms", "peak_mib", "peak_inputs_mib"))
+        assert row["peak_mib"] >= row["peak_inputs_mib"] * 0.9
+        assert row["memory_kind"] == "process peak RSS (VmHWM)"
+    assert {r["group"] for r in by_section["losses"]} == {"baseline", "ce_int", "kl"}
+    (ensemble,) = by_section["ensemble"]
+    assert _positive(ensemble["ratio_median"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("Device: ")
+    assert "| ce | fused |" in printed
+    assert printed.rstrip().endswith(f"JSON: `{out}`.")
+
+
+# --------------------------------------------------------------------------------------------
 # bad arguments
 
 
@@ -188,6 +247,8 @@ def test_ensemble_smoke(tmp_path, capsys):
         (bench_fused.main, ["--cases", "mse"]),
         (bench_ensemble.main, ["--members", "0"]),
         (bench_ensemble.main, ["--no-such-flag"]),
+        (bench_losses.main, ["--sizes", "12x"]),
+        (bench_gpu.main, ["--sections", "fused,bogus"]),
     ],
 )
 def test_bad_argument_is_one_error_line(main, args, tmp_path, capsys):

@@ -5,7 +5,9 @@
   and exit with status 2. :func:`start` parses and opens a :class:`Run`.
 * :func:`time_call` and :func:`time_interleaved` — the one timer: named zero-argument callables
   run round-robin, the starting one rotating every repetition so that slow drifts of a shared
-  machine hit them all alike, each output blocked on before the clock stops.
+  machine hit them all alike, each output blocked on before the clock stops; a sample may
+  average several back-to-back calls (``inner``), and process CPU time is recorded beside wall
+  time.
 * :func:`summarize` — median, quartiles, min and max of a list of samples.
 * :func:`environment` — :func:`experiments.core.outputs.environment` plus the load average and
   whether x64 is enabled.
@@ -103,30 +105,63 @@ def start(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[
 # Timing.
 
 
-def time_call(fn: Callable[[], Any]) -> float:
-    """Seconds one call of ``fn`` takes, its output blocked on."""
+def time_call(fn: Callable[[], Any], *, inner: int = 1) -> float:
+    """Seconds per call of ``fn`` over ``inner`` back-to-back calls, the last output blocked on."""
+    return _timed(fn, inner)[0]
+
+
+def _timed(fn: Callable[[], Any], inner: int) -> tuple[float, float]:
+    """``(wall, process CPU)`` seconds per call over ``inner`` calls, the last one blocked on.
+
+    The calls are dispatched back to back (JAX dispatches asynchronously), as in a training
+    loop; for calls of microseconds that averages out the wake-up latency of the runtime's
+    threads, which otherwise dominates single-call samples. CPU time counts every thread of
+    the process, so on a shared machine it is less disturbed by other processes than wall time.
+    """
     import jax
 
-    start_s = time.perf_counter()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(inner - 1):
+        fn()
     jax.block_until_ready(fn())
-    return time.perf_counter() - start_s
+    return (time.perf_counter() - wall0) / inner, (time.process_time() - cpu0) / inner
 
 
 def time_interleaved(
-    calls: Mapping[str, Callable[[], Any]], *, reps: int, warmup: int = WARMUP
+    calls: Mapping[str, Callable[[], Any]],
+    *,
+    reps: int,
+    warmup: int = WARMUP,
+    inner: int = 1,
+    cpu_samples: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each zero-argument ``calls[name]``: ``warmup`` untimed rounds, then
-    ``reps`` timed rounds, round-robin, the first callable of round ``r`` being ``r mod len``."""
+    ``reps`` timed rounds, round-robin, the first callable of round ``r`` being ``r mod len``.
+
+    Each sample averages ``inner`` back-to-back calls (see :func:`time_call`). If
+    ``cpu_samples`` is given it receives the process CPU seconds per call of the same samples.
+    """
     names = list(calls)
     for _ in range(warmup):
         for name in names:
-            time_call(calls[name])
+            _timed(calls[name], inner)
     samples: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
         k = rep % len(names)
         for name in names[k:] + names[:k]:
-            samples[name].append(time_call(calls[name]))
+            wall_s, cpu_s = _timed(calls[name], inner)
+            samples[name].append(wall_s)
+            cpu[name].append(cpu_s)
+    if cpu_samples is not None:
+        cpu_samples.update(cpu)
     return samples
+
+
+def paired_ratios(num: Sequence[float], den: Sequence[float]) -> dict[str, float]:
+    """:func:`summarize` of ``num[r] / den[r]``: samples of the same interleaved round divided,
+    so that load shared by the two calls cancels. The spread of a ratio, not of two times."""
+    return summarize([a / b for a, b in zip(num, den, strict=True)])
 
 
 def summarize(samples: Sequence[float], *, scale: float = 1.0) -> dict[str, float]:
