@@ -242,13 +242,17 @@ def _smoothed_ce(eps: float, x: jax.Array, labels: jax.Array, weights: jax.Array
     # Shifted log-probabilities, not lse - logit: exact at logits of ±1e4.
     label_log_prob = jnp.sum(jnp.where(onehot, ls.log_probs, 0.0), axis=-1)
     label_ok = jnp.any(onehot & ls.valid, axis=-1)
-    nll = jnp.where(label_ok, nx.negate(label_log_prob), jnp.inf)
+    nll = nx.negate(label_log_prob)  # finite everywhere (0 where the label is not a class)
     if weights is not None:
         nll = nll * jnp.sum(jnp.where(onehot, weights, 0.0), axis=-1)
     per_class = -ls.log_probs if weights is None else -ls.log_probs * weights
     count = jnp.maximum(jnp.sum(ls.valid, axis=-1), 1).astype(x.dtype)
     smooth = jnp.sum(per_class, axis=-1) / count
-    return (1.0 - eps) * nll + eps * smooth, ls.any_valid
+    # The whole row's loss is +inf where the label has probability 0, with a zero gradient for
+    # the logits and the weights alike (the CPU form's tangent): the double where keeps every
+    # arithmetic finite, so no 0 * inf = NaN reaches the class weights.
+    loss = (1.0 - eps) * nll + eps * smooth
+    return jnp.where(label_ok, loss, jnp.inf), ls.any_valid
 
 
 def _smoothing_sums(x: jax.Array, shift: jax.Array, weights: jax.Array | None):

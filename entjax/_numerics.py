@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -351,13 +352,30 @@ def by_row_blocks(fn, *operands, block_size: int = 1 << 20):
     return jax.tree.map(lambda o: o.reshape(lead + o.shape[1:]), out)
 
 
+#: Environment variable that makes :func:`on_cpu` trace the ``default=`` (GPU/TPU) forms on
+#: every backend, so that the forms accelerators compile are tested on a CPU-only machine.
+FORCE_DEFAULT_FORMS = "ENTJAX_FORCE_DEFAULT_FORMS"
+
+
+def default_forms_forced() -> bool:
+    """Whether :data:`FORCE_DEFAULT_FORMS` is set to a true value (read at trace time)."""
+    return os.environ.get(FORCE_DEFAULT_FORMS, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def on_cpu(cpu, default, *operands):
     """``cpu(*operands)`` when compiled for CPU, ``default(*operands)`` on other backends.
 
     For algorithms whose best form depends on the backend (on CPU ``exp`` is expensive next to
     memory traffic; on accelerators the reverse), chosen at lowering time with
     ``lax.platform_dependent``: only the chosen branch is compiled.
+
+    With ``ENTJAX_FORCE_DEFAULT_FORMS=1`` in the environment when a function is traced, the
+    ``default`` form is used on every backend: how the test suite runs the GPU/TPU forms on CPU.
+    The variable is read at trace time, so set it before the first call (a function already
+    compiled in the process keeps the form it was traced with).
     """
+    if default_forms_forced():
+        return default(*operands)
     return lax.platform_dependent(*operands, cpu=cpu, default=default)
 
 

@@ -13,3 +13,10 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def pytest_report_header(config) -> str:
+    from entjax import _numerics
+
+    forms = "default (GPU/TPU) forms forced" if _numerics.default_forms_forced() else "per backend"
+    return f"entjax backend-dependent forms: {forms} ({_numerics.FORCE_DEFAULT_FORMS})"

@@ -16,6 +16,7 @@ import pytest
 import scipy.special as sps
 
 import entjax
+from entjax import _numerics as nx
 
 INF = np.inf
 F32_EPS = float(np.finfo(np.float32).eps)
@@ -550,3 +551,12 @@ def test_static_int_options(name):
         STATIC_INTS[name](2.0)
     with pytest.raises(ValueError, match=rf"`{name}` must be >= 1, got 0"):
         STATIC_INTS[name](0)
+
+
+@pytest.mark.parametrize("forced", ["", "1"])
+def test_force_default_forms_switch_is_read_at_trace_time(monkeypatch, forced):
+    """``ENTJAX_FORCE_DEFAULT_FORMS`` makes ``on_cpu`` trace the default (GPU/TPU) form."""
+    monkeypatch.setenv(nx.FORCE_DEFAULT_FORMS, forced)
+    fn = jax.jit(lambda x: nx.on_cpu(lambda v: v + 1.0, lambda v: v + 2.0, x))
+    want = 3.0 if forced else (2.0 if jax.default_backend() == "cpu" else 3.0)
+    assert float(fn(jnp.float32(1.0))) == want
