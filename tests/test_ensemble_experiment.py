@@ -90,11 +90,15 @@ def _leaves(tree, prefix=""):
 
 @pytest.fixture(scope="module")
 def smoke_run(workdir: pathlib.Path) -> pathlib.Path:
-    """Two identical smoke invocations in one process: ``a`` (the reference) and ``a_again``."""
+    """Three smoke invocations in one process (they share its compiled functions): ``a`` (the
+    reference), ``a_again`` (the same seed again) and ``resumed``, interrupted after step 25 of
+    40 (checkpoints every 10, so steps 21..25 are lost) for the resume test."""
     codes, stderr = _run(
-        [*SMOKE, "--out", str(workdir / "a")], [*SMOKE, "--out", str(workdir / "a_again")]
+        [*SMOKE, "--out", str(workdir / "a")],
+        [*SMOKE, "--out", str(workdir / "a_again")],
+        [*SMOKE, "--out", str(workdir / "resumed"), "--stop-after-step", "25"],
     )
-    assert codes == [0, 0], stderr[-3000:]
+    assert codes == [0, 0, 3], stderr[-3000:]
     return workdir / "a"
 
 
@@ -292,28 +296,25 @@ def test_same_seed_gives_identical_results(workdir: pathlib.Path, smoke_run: pat
 
 
 def test_interrupted_then_resumed_run_is_identical(workdir: pathlib.Path, smoke_run: pathlib.Path):
-    out = workdir / "resumed"
-    # smoke: 40 steps, checkpoints every 10; stopping after 25 loses steps 21..25
-    codes, stderr = _run([*SMOKE, "--out", str(out), "--stop-after-step", "25"])
-    assert codes == [3], stderr[-3000:]
+    out = workdir / "resumed"  # interrupted by the smoke_run fixture: exit 3 after step 25
     assert not (out / "results.json").exists()
     assert (out / "checkpoints" / "20").is_dir()
-    codes, stderr = _run([*SMOKE, "--out", str(out), "--resume"])  # a new process
-    assert codes == [0], stderr[-3000:]
-    timing = json.loads((out / "results.json").read_text())["timing"]
-    assert timing["resumed_from_step"] == 20
-    assert _results(out) == _results(smoke_run)
-    # Resuming the finished run re-evaluates the final checkpoint: same numbers, exit 0;
-    # resuming with another configuration is refused before anything is trained.
+    assert not (out / "checkpoints" / "30").exists()
+    # A new process resumes from step 20 and matches the uninterrupted run exactly. Resuming the
+    # finished run re-evaluates the final checkpoint: same numbers, exit 0; resuming with another
+    # configuration is refused before anything is trained.
     codes, stderr = _run(
+        [*SMOKE, "--out", str(out), "--resume"],
         [*SMOKE, "--out", str(out), "--resume"],
         [*SMOKE, "--out", str(out), "--resume", "--lr", "0.02"],
     )
-    assert codes == [0, 2], stderr[-3000:]
-    assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] == 40
-    assert _results(out) == _results(smoke_run)
+    assert codes == [0, 0, 2], stderr[-3000:]
     assert "error: cannot resume from" in stderr
     assert "differs in lr" in stderr
+    assert _results(out) == _results(smoke_run)
+    assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] == 40
+    resumed = [line for line in stderr.splitlines() if "resumed from the checkpoint" in line]
+    assert [line.split()[-1] for line in resumed] == ["20", "40"], resumed
 
 
 def test_eight_devices_match_one_device_and_bad_member_count_fails(

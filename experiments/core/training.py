@@ -415,6 +415,8 @@ def fit(
     loop = _Loop(schedule, checkpoints, evaluate, member_names, num_members, allow_divergence)
     params, opt_state, resumed_from = loop.restore(params, opt_state)
     start = resumed_from or 0
+    if resumed_from is not None and is_writer():
+        print(f"{description}: resumed from the checkpoint of step {start}", file=sys.stderr)
     inputs = jax.device_put(dict(member_inputs or {}), ms)
     data_dev = jax.device_put(dict(data), rep)
     if start == 0:
