@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _numerics as nx
 
@@ -23,6 +24,8 @@ class Term(NamedTuple):
     inputs: tuple[str, ...]
     weight: Weight
     kwargs: dict[str, Any]
+    #: keyword arguments resolved by name like ``inputs``, as ``(keyword, name)`` pairs
+    keyword_inputs: tuple[tuple[str, str], ...] = ()
 
 
 def term(fn: Callable[..., jax.Array], *inputs: str, weight: Weight = 1.0, **kwargs: Any) -> Term:
@@ -34,7 +37,11 @@ def term(fn: Callable[..., jax.Array], *inputs: str, weight: Weight = 1.0, **kwa
     * ``"output.name"`` / ``"batch.name"``: force the source;
     * ``"params"``: the parameters themselves (e.g. for a weight-decay term).
 
-    A model that returns a single array exposes it as ``"output"``.
+    A model that returns a single array exposes it as ``"output"``. Keyword arguments whose
+    value is a string are names too, resolved the same way and passed by keyword: this is how a
+    batch field reaches a loss's own ``where=`` (``term(ce, "logits", "y", where="mask")``, which
+    keeps masked rows out of the gradient as well as out of the mean). Other keyword arguments
+    are constants; to pass a constant string, bind it with ``functools.partial``.
 
     ``fn`` returns one value per example (any leading batch shape, e.g. ``[batch]`` or
     ``[batch, time]``); the objective reduces it (masked mean or sum). A scalar result (ndim 0)
@@ -43,8 +50,10 @@ def term(fn: Callable[..., jax.Array], *inputs: str, weight: Weight = 1.0, **kwa
     Args:
       fn: any entjax loss (or user function) taking the resolved inputs positionally.
       *inputs: the names of its positional inputs.
-      weight: a constant or a schedule, any callable of the step (e.g. an ``optax`` schedule).
-      **kwargs: constant keyword arguments for ``fn`` (e.g. ``label_smoothing=0.1``).
+      weight: a constant (number or scalar array) or a schedule, any callable of the step (e.g.
+        an ``optax`` schedule).
+      **kwargs: keyword arguments for ``fn``: strings are input names (``where="mask"``),
+        anything else a constant (``label_smoothing=0.1``).
 
     Returns:
       A :class:`Term`.
@@ -55,6 +64,10 @@ def term(fn: Callable[..., jax.Array], *inputs: str, weight: Weight = 1.0, **kwa
       ...                 weight=optax.linear_schedule(0.0, 0.1, 1000))
       >>> t.inputs, float(t.weight(500))
       (('logits',), 0.05)
+      >>> ce = entjax.term(entjax.softmax_cross_entropy_with_integer_labels, "logits", "y",
+      ...                  where="mask", label_smoothing=0.1)
+      >>> ce.keyword_inputs, ce.kwargs
+      ((('where', 'mask'),), {'label_smoothing': 0.1})
 
     References:
       Pereyra et al., *Regularizing Neural Networks by Penalizing Confident Output
@@ -69,7 +82,28 @@ def term(fn: Callable[..., jax.Array], *inputs: str, weight: Weight = 1.0, **kwa
                 f"term: inputs are names of model outputs or batch fields (str), got {name!r}; "
                 "pass constants as keyword arguments."
             )
-    return Term(fn, tuple(inputs), weight, dict(kwargs))
+    _check_weight(weight)
+    named = tuple((key, value) for key, value in kwargs.items() if isinstance(value, str))
+    constants = {key: value for key, value in kwargs.items() if not isinstance(value, str)}
+    return Term(fn, tuple(inputs), weight, constants, named)
+
+
+def _check_weight(weight: Any) -> None:
+    """Raise a ``TypeError``/``ValueError`` naming :func:`entjax.term` for a bad ``weight``."""
+    if callable(weight):
+        return
+    fix = "e.g. `weight=0.1`, or a schedule such as `optax.linear_schedule(0.0, 0.1, 1000)`"
+    numeric = isinstance(weight, int | float | np.generic | np.ndarray | jax.Array)
+    if not numeric or isinstance(weight, bool | np.bool_):
+        raise TypeError(
+            "term: `weight` must be a number, a scalar array or a schedule (a callable of the "
+            f"step), got {weight!r} ({type(weight).__name__}); {fix}."
+        )
+    dtype = weight.dtype if hasattr(weight, "dtype") else np.result_type(type(weight))
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"term: `weight` must be real-valued, got dtype {dtype}; {fix}.")
+    if jnp.ndim(weight) != 0:
+        raise ValueError(f"term: `weight` must be a scalar, got shape {jnp.shape(weight)}; {fix}.")
 
 
 def _resolve(name: str, params: Any, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
@@ -211,7 +245,8 @@ def make_objective(
                 v = t.fn(outputs, batch)
             else:
                 args = [_resolve(i, params, outputs, batch) for i in t.inputs]
-                v = t.fn(*args, **t.kwargs)
+                named = {k: _resolve(i, params, outputs, batch) for k, i in t.keyword_inputs}
+                v = t.fn(*args, **t.kwargs, **named)
             if isinstance(v, tuple | Mapping):
                 raise TypeError(
                     f"objective: term {name!r} returned {type(v).__name__}, not an array; "

@@ -330,3 +330,55 @@ def test_lbfgs_logistic_regression_matches_sklearn():
     np.testing.assert_allclose(params["b"], ref.intercept_[0], atol=1e-4, rtol=0)
     grad_norm = optax.tree.norm(jax.grad(f)(params))
     assert grad_norm < 1e-6, grad_norm
+
+
+def test_string_keyword_arguments_are_batch_fields(rng):
+    """``term(ce, "logits", "label", where="mask")``: the mask reaches the loss's own ``where=``,
+    so masked rows are out of the value *and* the gradient, even where they would be infinite."""
+    params, batch = make_params(jax.random.key(0)), make_batch(rng)
+    mask = jnp.asarray(rng.random(8) < 0.6).at[0].set(False)
+    label = batch["label"].at[0].set(-5)  # an out-of-range label on a masked row: NaN unmasked
+    batch = dict(batch, label=label, mask=mask)
+    ce = entjax.softmax_cross_entropy_with_integer_labels
+    loss_fn = entjax.make_objective(
+        apply_fn,
+        {"ce": entjax.term(ce, "logits", "label", where="mask", label_smoothing=0.1)},
+        mask="mask",
+    )
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, 0)
+
+    def reference(p):  # the mean over the kept rows, written out with numpy-side indexing
+        keep = np.flatnonzero(np.asarray(mask))
+        logits = apply_fn(p, batch)["logits"][keep]
+        return jnp.mean(ce(logits, label[keep], label_smoothing=0.1))
+
+    want, want_grads = jax.value_and_grad(reference)(params)
+    np.testing.assert_allclose(loss, want, rtol=1e-12)
+    np.testing.assert_allclose(aux["terms"]["ce"], want, rtol=1e-12)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-14)
+    missing = entjax.make_objective(apply_fn, {"ce": entjax.term(ce, "logits", "label", where="m")})
+    with pytest.raises(KeyError, match="'m' not found"):
+        missing(params, batch)
+
+
+@pytest.mark.parametrize(
+    ("weight", "error", "match"),
+    [
+        ("0.1", TypeError, r"term: `weight` must be a number.*got '0.1' \(str\)"),
+        (True, TypeError, r"term: `weight` must be a number"),
+        (None, TypeError, r"term: `weight` must be a number"),
+        (1j, TypeError, r"term: `weight` must be a number"),
+        (np.array(["a"]), TypeError, r"term: `weight` must be real-valued"),
+        (jnp.ones(2), ValueError, r"term: `weight` must be a scalar, got shape \(2,\)"),
+    ],
+)
+def test_bad_weights_name_term_and_the_fix(weight, error, match):
+    with pytest.raises(error, match=match) as info:
+        entjax.term(entjax.entropy, "logits", weight=weight)
+    assert "optax.linear_schedule" in str(info.value)  # the fix is named
+
+
+def test_good_weights_are_accepted():
+    for weight in (0, 0.5, np.float32(0.1), jnp.asarray(2.0), jnp.bfloat16(1.0), SCHEDULE):
+        assert entjax.term(entjax.entropy, "logits", weight=weight).weight is weight
