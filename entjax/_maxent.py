@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import optax
 import optax.tree_utils as otu
-from jax.experimental import checkify
 
 from . import _numerics as nx
+from ._validation import user_check
 
 _NUM_POLISH_STEPS = 2
 
@@ -426,7 +426,8 @@ def validate_max_entropy(result: MaxEntResult, *, atol: float | None = None) -> 
         \max_j \bigl|\mathbb E_{p^\star}[f_j] - c_j\bigr| \le \text{atol}.
 
     The check to use under ``jax.jit`` or ``jax.vmap``, where :func:`entjax.max_entropy` cannot
-    raise: must run under :func:`entjax.checked` (or ``checkify.checkify``), which raises
+    raise: must run under :func:`entjax.checked` (a traced check outside it raises a ``ValueError``
+    naming the fix), which raises
     ``JaxRuntimeError`` (a ``ValueError``) when the constraints are infeasible. Returns
     ``result`` unchanged so it can be used inline.
 
@@ -459,7 +460,8 @@ def validate_max_entropy(result: MaxEntResult, *, atol: float | None = None) -> 
     ok = result.feasible
     if atol is not None:
         ok = ok & (worst <= atol)
-    checkify.check(
+    user_check(
+        "validate_max_entropy",
         ok,
         "max_entropy: the constraints are infeasible: the targets lie outside the convex hull "
         "of the feature rows or on its boundary, where the multipliers diverge (converged: "

@@ -8,6 +8,7 @@ your loss and run it through :func:`checked`, which functionalises the checks wi
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,8 @@ def validate_probs(probs: jax.typing.ArrayLike, *, axis: int = -1, atol: float =
     .. math::
         p_c \ge 0, \qquad \Bigl|\sum_c p_c - 1\Bigr| \le \text{atol}.
 
-    Must run under :func:`checked` (or ``checkify.checkify``). Returns ``probs`` unchanged so it
+    Must run under :func:`checked` when traced (``jax.jit``, ``jax.vmap``): a traced check
+    outside it raises ``ValueError`` naming the fix. Returns ``probs`` unchanged so it
     can be used inline.
 
     Args:
@@ -52,9 +54,14 @@ def validate_probs(probs: jax.typing.ArrayLike, *, axis: int = -1, atol: float =
     """
     probs = nx.check_floating(probs, "probs")
     p = nx.upcast(probs)
-    checkify.check(jnp.all(p >= 0), "`probs` has negative entries")
+    user_check("validate_probs", jnp.all(p >= 0), "`probs` has negative entries")
     err = jnp.max(jnp.abs(jnp.sum(p, axis=axis) - 1.0), initial=0.0)
-    checkify.check(err <= atol, "`probs` rows must sum to 1 (largest deviation {err})", err=err)
+    user_check(
+        "validate_probs",
+        err <= atol,
+        "`probs` rows must sum to 1 (largest deviation {err})",
+        err=err,
+    )
     return probs
 
 
@@ -63,7 +70,8 @@ def validate_labels(
 ) -> jax.Array:
     r"""Check that integer ``labels`` lie in :math:`[0, C)` or equal ``ignore_index``.
 
-    Must run under :func:`checked` (or ``checkify.checkify``). Returns ``labels`` unchanged.
+    Must run under :func:`checked` when traced (``jax.jit``, ``jax.vmap``): a traced check
+    outside it raises ``ValueError`` naming the fix. Returns ``labels`` unchanged.
 
     Args:
       labels: integer class indices.
@@ -91,7 +99,8 @@ def validate_labels(
         ok = ok | (labels == ignore_index)
     bad = jnp.where(ok, 0, labels).ravel()
     first_bad = bad[jnp.argmax(~ok.ravel())] if labels.size else jnp.zeros((), labels.dtype)
-    checkify.check(
+    user_check(
+        "validate_labels",
         jnp.all(ok),
         f"`labels` must lie in [0, {num_classes})"
         + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
@@ -99,6 +108,26 @@ def validate_labels(
         bad=first_bad,
     )
     return labels
+
+
+_INSIDE_CHECKED = contextvars.ContextVar("entjax_checked", default=False)
+
+
+def user_check(name: str, predicate: jax.Array, message: str, **fmt: Any) -> None:
+    """``checkify.check`` for the ``validate_*`` function ``name``.
+
+    A check traced outside :func:`checked` (e.g. under a plain ``jax.jit``) cannot raise: JAX
+    would fail later, while lowering, with a message that names neither entjax nor the fix. So
+    a traced check outside :func:`checked` raises here, at trace time, naming both. Eager calls
+    on concrete values raise checkify's error directly when the check fails.
+    """
+    if isinstance(predicate, jax.core.Tracer) and not _INSIDE_CHECKED.get():
+        raise ValueError(
+            f"entjax.{name} was traced without entjax.checked (e.g. under a plain jax.jit or "
+            "jax.vmap), so its check cannot raise; wrap the function that calls it: "
+            "`entjax.checked(fn)` (it jits by default) instead of `jax.jit(fn)`."
+        )
+    checkify.check(predicate, message, **fmt)
 
 
 def checked(fn: Callable[..., Any], *, jit: bool = True) -> Callable[..., Any]:
@@ -127,7 +156,11 @@ def checked(fn: Callable[..., Any], *, jit: bool = True) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        err, out = inner(*args, **kwargs)
+        token = _INSIDE_CHECKED.set(True)  # tracing happens inside this call
+        try:
+            err, out = inner(*args, **kwargs)
+        finally:
+            _INSIDE_CHECKED.reset(token)
         err.throw()
         return out
 

@@ -289,3 +289,17 @@ def test_checked_compiles_once_per_shape():
 def test_trace_time_errors_precede_value_checks():
     with pytest.raises(TypeError, match="`labels`"):
         checked_ce(jnp.zeros((2, 3)), jnp.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("name", "fn", "arg"),
+    [
+        ("validate_labels", lambda y: entjax.validate_labels(y, 3), jnp.array([0, 1])),
+        ("validate_probs", entjax.validate_probs, jnp.array([0.5, 0.5])),
+    ],
+)
+def test_validate_under_plain_jit_names_checked(name, fn, arg):
+    """A plain ``jax.jit`` cannot raise a value check: the error says to use entjax.checked."""
+    with pytest.raises(ValueError, match=rf"entjax\.{name} was traced without entjax\.checked"):
+        jax.jit(fn)(arg)
+    np.testing.assert_array_equal(entjax.checked(fn)(arg), arg)  # the fix works
