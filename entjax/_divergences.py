@@ -12,7 +12,7 @@ from jax.custom_derivatives import SymbolicZero
 from . import _numerics as nx
 
 
-def kl_divergence(
+def categorical_kl(
     p_logits: jax.typing.ArrayLike,
     q_logits: jax.typing.ArrayLike,
     *,
@@ -29,11 +29,10 @@ def kl_divergence(
     with :math:`p = \mathrm{softmax}(\text{p\_logits})` and
     :math:`q = \mathrm{softmax}(\text{q\_logits})`.
 
-    .. warning::
-        **The argument order is the mathematical one: the first argument is p, the distribution
-        the expectation is taken under.** ``optax.kl_divergence(log_predictions, targets)``
-        computes ``KL(targets ‖ predictions)``, i.e. the *reverse* order:
-        ``optax.kl_divergence(log_q, p) == entjax.kl_divergence(log_p, log_q)``.
+    The argument order is the mathematical one: the first argument is p, the distribution the
+    expectation is taken under, and both are logits. (:func:`entjax.kl_divergence` is the Optax
+    drop-in, ``kl_divergence(log_predictions, targets)`` = KL(targets ‖ predictions), so
+    ``entjax.kl_divergence(log_q, p) == entjax.categorical_kl(log_p, log_q)``.)
 
     Classes where :math:`p_c = 0` (``-inf`` logit) contribute 0 with zero gradient; a class with
     :math:`p_c > 0` and :math:`q_c = 0` makes the divergence ``+inf``. ``where`` masks classes in
@@ -52,7 +51,7 @@ def kl_divergence(
     Examples:
       >>> import jax.numpy as jnp, entjax
       >>> p, q = jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([0.9, 0.1]))
-      >>> print(f"{entjax.kl_divergence(p, q):.4f} {entjax.kl_divergence(q, p):.4f}")
+      >>> print(f"{entjax.categorical_kl(p, q):.4f} {entjax.categorical_kl(q, p):.4f}")
       0.5108 0.3681
 
     References:
@@ -64,6 +63,60 @@ def kl_divergence(
     kl = nx.on_cpu(cpu, _categorical_kl, xp, xq)
     # Rounding can leave a tiny negative total when p == q; KL is non-negative by Gibbs.
     return nx.to_base(jnp.maximum(kl, 0.0), base)
+
+
+def kl_divergence(
+    log_predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    axis: nx.Axis = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    r"""KL divergence of predictions from targets, the drop-in for ``optax.kl_divergence``.
+
+    .. math::
+        \mathrm{KL}(t \,\|\, \hat p) = \sum_c t_c \,(\log t_c - \log \hat p_c)
+
+    with target probabilities :math:`t` and predicted log-probabilities
+    :math:`\log \hat p`: the same arguments, positional ``axis``/``where`` and values as
+    ``optax.kl_divergence(log_predictions, targets)`` wherever Optax's are finite. Unlike
+    Optax, a target of exactly 0 contributes 0 even where the prediction's log-probability is
+    ``-inf`` (Optax: NaN), with finite gradients (:math:`0 \log 0 = 0`). Nothing is
+    renormalised: pass normalised log-probabilities, as Optax expects.
+
+    For the divergence between two categoricals given as *logits*, in the mathematical order
+    KL(p‖q), use :func:`entjax.categorical_kl`: ``kl_divergence(log_q, p) ==
+    categorical_kl(log_p, log_q)``.
+
+    Args:
+      log_predictions: log-probabilities :math:`\log \hat p`, shape ``[..., num_classes]``.
+      targets: probabilities :math:`t`, broadcastable against ``log_predictions``.
+      axis: axis or axes to sum over (Optax's ``axis``).
+      where: elements to include (Optax's ``where``, broadcast like ``jnp.sum``'s).
+
+    Returns:
+      The divergence per example, shape without ``axis``, in at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp, entjax
+      >>> log_q, p = jnp.log(jnp.array([0.9, 0.1])), jnp.array([0.5, 0.5])
+      >>> print(f"{entjax.kl_divergence(log_q, p):.4f}")  # KL(p || q), as optax computes it
+      0.5108
+      >>> print(entjax.kl_divergence(jnp.array([0.0, -jnp.inf]), jnp.array([1.0, 0.0])))
+      0.0
+
+    References:
+      Kullback & Leibler, *On Information and Sufficiency*, 1951. Optax documentation,
+      ``optax.losses.kl_divergence``.
+    """
+    log_predictions = nx.check_floating(log_predictions, "log_predictions")
+    targets = nx.check_floating(targets, "targets")
+    dtype = nx.compute_dtype(log_predictions, targets)
+    lp, t = jnp.broadcast_arrays(nx.upcast(log_predictions, dtype), nx.upcast(targets, dtype))
+    # t log t - t log p̂ with 0 log 0 = 0 and 0 * (-inf) = 0, for values and gradients.
+    terms = nx.xlogx(t) - nx.safe_mul(t, lp)
+    if where is not None:
+        where = nx.check_bool_mask(where)
+    return jnp.sum(terms, axis=axis, where=where)
 
 
 def _two_logits(

@@ -246,7 +246,7 @@ def pairwise_kl(
     Each pair's divergence is computed from log-probability differences (exactly 0 for identical
     members) and clamped at 0. A single (valid) member gives 0. If one member gives positive
     probability to a class that another rules out (``-inf`` logit or masked for that member
-    only), the divergence is ``+inf``, as for :func:`entjax.kl_divergence`. Memory is
+    only), the divergence is ``+inf``, as for :func:`entjax.categorical_kl`. Memory is
     :math:`O(M^2)` times the logits of one member.
 
     Args:

@@ -18,7 +18,7 @@ import entjax
 
 PROPERTY = settings(max_examples=30, deadline=None, database=None)
 
-kl = jax.jit(entjax.kl_divergence, static_argnames=("axis", "base"))
+kl = jax.jit(entjax.categorical_kl, static_argnames=("axis", "base"))
 js = jax.jit(entjax.js_divergence, static_argnames=("axis", "base"))
 cross_entropy = jax.jit(entjax.softmax_cross_entropy)
 entropy = jax.jit(entjax.entropy)
@@ -54,7 +54,7 @@ def test_kl_matches_scipy(rng):
     )
 
 
-def test_kl_is_reversed_optax(rng):
+def test_categorical_kl_is_reversed_optax(rng):
     xp, xq = rng.normal(size=(2, 5, 4)) * 2
     log_p, log_q = np_log_softmax(xp), np_log_softmax(xq)
     p = np.exp(log_p)
@@ -66,6 +66,47 @@ def test_kl_is_reversed_optax(rng):
     # ... and the same-order call is a different number (the trap the docstring warns about).
     naive = optax.kl_divergence(jnp.asarray(log_p), jnp.asarray(np.exp(log_q)))
     assert np.all(np.abs(np.asarray(ours) - np.asarray(naive)) > 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("axis", "where"),
+    [(-1, None), (0, None), ((1, 2), None), (-1, "per_logit"), (None, None)],
+)
+def test_kl_divergence_is_optax_drop_in(rng, axis, where):
+    """``entjax.kl_divergence`` = ``optax.kl_divergence`` for optax's call (positional axis
+    and where included), and the numpy formula Σ t (log t − log p̂)."""
+    x = rng.normal(size=(3, 4, 5)) * 2
+    log_pred = x - np.log(np.sum(np.exp(x), axis=-1, keepdims=True))
+    targets = rng.dirichlet(np.ones(5), size=(3, 4))
+    mask = rng.random((3, 4, 5)) < 0.7 if where else None
+    args = (jnp.asarray(log_pred), jnp.asarray(targets), axis, None if mask is None else mask)
+    ours = entjax.kl_divergence(*args)
+    np.testing.assert_allclose(ours, optax.kl_divergence(*args), rtol=1e-12)
+    terms = targets * (np.log(targets) - log_pred)
+    if mask is not None:
+        terms = np.where(mask, terms, 0.0)
+    np.testing.assert_allclose(ours, np.sum(terms, axis=axis), rtol=1e-12)
+
+
+def test_kl_divergence_zero_targets_are_finite_where_optax_is_nan():
+    log_pred = jnp.array([[0.0, -jnp.inf, -jnp.inf], [-0.5, -1.5, -2.0]])
+    targets = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    ours = entjax.kl_divergence(log_pred, targets)
+    assert np.isnan(np.asarray(optax.kl_divergence(log_pred, targets))[0])
+    want_1 = 0.5 * (np.log(0.5) + 0.5) + 0.5 * (np.log(0.5) + 1.5)
+    np.testing.assert_allclose(ours, [0.0, want_1], rtol=1e-12)
+    grads = jax.grad(lambda lp, t: jnp.sum(entjax.kl_divergence(lp, t)), argnums=(0, 1))(
+        log_pred, targets
+    )
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    np.testing.assert_allclose(grads[0], -targets, rtol=1e-12)  # d/d log p̂ = -t
+    # a target mass on a class of predicted probability 0 is +inf, as in optax
+    assert entjax.kl_divergence(jnp.array([0.0, -jnp.inf]), jnp.array([0.5, 0.5])) == np.inf
+
+
+def test_kl_divergence_rejects_integer_inputs():
+    with pytest.raises(TypeError, match="`targets`"):
+        entjax.kl_divergence(jnp.zeros(3), jnp.array([1, 0, 0]))
 
 
 def test_kl_accepts_unnormalised_logits(rng):
@@ -217,7 +258,7 @@ def test_js_gradient_closed_form(rng):
 
 @pytest.mark.parametrize(
     "fn",
-    [entjax.kl_divergence, entjax.js_divergence, functools.partial(entjax.kl_divergence, base=2)],
+    [entjax.categorical_kl, entjax.js_divergence, functools.partial(entjax.categorical_kl, base=2)],
 )
 def test_check_grads(rng, fn):
     xp, xq = (jnp.asarray(a) for a in rng.normal(size=(2, 3, 4)))

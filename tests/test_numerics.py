@@ -115,13 +115,13 @@ INF_CASES = {
         ~FIN,
     ),
     "kl_p_masked": Case(
-        lambda x: entjax.kl_divergence(x, jnp.asarray(Q)),
+        lambda x: entjax.categorical_kl(x, jnp.asarray(Q)),
         X_INF,
         np.sum(sps.rel_entr(sps.softmax(X_INF.astype(float), -1), sps.softmax(Q, -1)), -1),
         ~FIN,
     ),
     "kl_q_masked_under_p_zero": Case(
-        lambda x: entjax.kl_divergence(jnp.asarray(X_INF), x),
+        lambda x: entjax.categorical_kl(jnp.asarray(X_INF), x),
         np.where(FIN, Q, -INF).astype(np.float32),
         np.sum(
             sps.rel_entr(
@@ -190,7 +190,7 @@ def test_zero_log_zero_known_values():
     assert float(
         jax.jit(entjax.cross_entropy_from_probs)(f32([0.5, 0.5, 0.0]), f32([1.0, 0.0, 0.0]))
     ) == pytest.approx(np.log(2))
-    assert float(jax.jit(entjax.kl_divergence)(f32([0.0, -INF]), f32([0.0, 0.0]))) == (
+    assert float(jax.jit(entjax.categorical_kl)(f32([0.0, -INF]), f32([0.0, 0.0]))) == (
         pytest.approx(np.log(2))
     )
 
@@ -241,8 +241,8 @@ MASKED_CASES = {
         lambda x: entjax.softmax_cross_entropy(x, jnp.asarray(P), -1, W_LOGIT),
         X,
     ),
-    "kl_all_inf": (lambda x: entjax.kl_divergence(x, x), ALL_INF),
-    "kl_where": (lambda x: entjax.kl_divergence(x, jnp.asarray(X[::-1]), where=W_EX), X),
+    "kl_all_inf": (lambda x: entjax.categorical_kl(x, x), ALL_INF),
+    "kl_where": (lambda x: entjax.categorical_kl(x, jnp.asarray(X[::-1]), where=W_EX), X),
     "js_all_inf": (lambda x: entjax.js_divergence(x, x[:, ::-1]), ALL_INF),
     "js_where": (lambda x: entjax.js_divergence(x, jnp.asarray(X[::-1]), where=W_LOGIT), X),
     "entropy_from_probs_where": (lambda p: entjax.entropy_from_probs(p, where=W_EX), P),
@@ -325,7 +325,7 @@ def test_large_logits_divergences():
     xq = f32([[-1e4, 1e4], [1e4 + 0.0, 0.0]])
     # KL = sum p (log p - log q): row 0 puts all mass where q has log-probability -2e4.
     kl_case = Case(
-        lambda x: entjax.kl_divergence(x, jnp.asarray(xq)),
+        lambda x: entjax.categorical_kl(x, jnp.asarray(xq)),
         xp,
         np.array([2e4, 0.0]),
         np.zeros(xp.shape, bool),
@@ -373,7 +373,7 @@ def test_joint_tables_with_zero_cells_have_finite_gradients():
 
 
 def test_infinities_that_are_correct():
-    kl = jax.jit(entjax.kl_divergence)
+    kl = jax.jit(entjax.categorical_kl)
     assert float(kl(f32([0.0, 0.0]), f32([0.0, -INF]))) == INF  # p > 0 where q = 0
     assert float(kl(f32([0.0, -INF]), f32([0.0, 0.0]))) == pytest.approx(np.log(2))
     int_ce = jax.jit(entjax.softmax_cross_entropy_with_integer_labels)
@@ -421,7 +421,7 @@ LOW_CASES = {
         lambda a: -np.sum(a[1] * np_log_softmax(a[0]), -1),
     ),
     "kl": (
-        lambda a: entjax.kl_divergence(a[0], a[1]),
+        lambda a: entjax.categorical_kl(a[0], a[1]),
         (XL, XL2),
         lambda a: np.sum(sps.rel_entr(sps.softmax(a[0], -1), sps.softmax(a[1], -1)), -1),
     ),
@@ -515,7 +515,7 @@ WHERE_USERS = {
     ),
     "cross_entropy_from_probs": lambda w: entjax.cross_entropy_from_probs(LOGITS, LABELS, where=w),
     "sigmoid_bce": lambda w: entjax.sigmoid_binary_cross_entropy(LOGITS[:, 0], 1.0, where=w),
-    "kl_divergence": lambda w: entjax.kl_divergence(LOGITS, LOGITS, where=w),
+    "kl_divergence": lambda w: entjax.categorical_kl(LOGITS, LOGITS, where=w),
     "js_divergence": lambda w: entjax.js_divergence(LOGITS, LOGITS, where=w),
     "gaussian_kl": lambda w: entjax.gaussian_kl(LOGITS, LOGITS, where=w[:, None]),
     "iwae_bound": lambda w: entjax.iwae_bound(LOGITS[:, 0], where=w),

@@ -42,8 +42,8 @@ TRACE_ERRORS = {
         TypeError,
         "`logits`",
     ),
-    "kl_int_p": (entjax.kl_divergence, (S((3, 4), INT), S((3, 4), F)), TypeError, "`p_logits`"),
-    "kl_int_q": (entjax.kl_divergence, (S((3, 4), F), S((3, 4), INT)), TypeError, "`q_logits`"),
+    "kl_int_p": (entjax.categorical_kl, (S((3, 4), INT), S((3, 4), F)), TypeError, "`p_logits`"),
+    "kl_int_q": (entjax.categorical_kl, (S((3, 4), F), S((3, 4), INT)), TypeError, "`q_logits`"),
     "js_int_p": (entjax.js_divergence, (S((3, 4), INT), S((3, 4), F)), TypeError, "`p_logits`"),
     "probs_ce_int_probs": (
         entjax.cross_entropy_from_probs,
@@ -124,7 +124,7 @@ TRACE_ERRORS = {
         ValueError,
         "`labels`",
     ),
-    "kl_shapes": (entjax.kl_divergence, (S((3, 4), F), S((3, 5), F)), ValueError, "`p_logits`"),
+    "kl_shapes": (entjax.categorical_kl, (S((3, 4), F), S((3, 5), F)), ValueError, "`p_logits`"),
     "js_shapes": (entjax.js_divergence, (S((3, 4), F), S((2, 4), F)), ValueError, "`q_logits`"),
 }
 
@@ -179,7 +179,7 @@ OPTION_ERRORS = {
     ),
     "base_one": (lambda x: entjax.entropy(x, base=1.0), (X34,), ValueError, "`base`"),
     "base_negative": (
-        lambda x: entjax.kl_divergence(x, x, base=-2.0),
+        lambda x: entjax.categorical_kl(x, x, base=-2.0),
         (X34,),
         ValueError,
         "`base`",

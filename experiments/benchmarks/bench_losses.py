@@ -163,7 +163,7 @@ def loss_cases() -> list[Case]:
         Case("entropy", "jnp", _jnp_entropy),
         # KL(p || q) with p the fixed target and q the differentiated prediction. optax's
         # argument order is the reverse of entjax's: optax.kl_divergence(log_q, p).
-        Case("kl", "entjax", lambda q, p: entjax.kl_divergence(p, q), reads=2),
+        Case("kl", "entjax", lambda q, p: entjax.categorical_kl(p, q), reads=2),
         Case(
             "kl",
             "optax kl_divergence(log_q, p)",
