@@ -360,14 +360,16 @@ def test_detection_metrics_match_sklearn_and_a_written_out_fpr95(ties):
     if ties:  # scores with many exact ties, as max-softmax has when it saturates
         s_in, s_out = np.round(s_in), np.round(s_out)
     got = detection.per_replicate(s_in, s_out)
+    # The experiments run in float32 (JAX's default): the package's metrics, exact against
+    # scikit-learn in float64 (tests/test_detection.py), are float32-rounded here.
     for i in range(4):
         y = np.r_[np.zeros(60), np.ones(45)]
         s = np.r_[s_in[i], s_out[i]]
-        assert got["auroc"][i] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-        assert got["aupr"][i] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert got["auroc"][i] == pytest.approx(roc_auc_score(y, s), abs=1e-6)
+        assert got["aupr"][i] == pytest.approx(average_precision_score(y, s), abs=1e-6)
         # FPR@95: the largest threshold that flags >= 95% of the OOD scores, brute force
         best = max(t for t in np.unique(s) if np.mean(s_out[i] >= t) >= 0.95)
-        assert got["fpr95"][i] == pytest.approx(np.mean(s_in[i] >= best), abs=1e-12)
+        assert got["fpr95"][i] == pytest.approx(np.mean(s_in[i] >= best), abs=1e-6)
     boot = detection.replicate_intervals(s_in, s_out, bootstrap=50, seed=0)
     assert boot["auroc"]["low"] <= got["auroc"].mean() <= boot["auroc"]["high"]
     assert boot["auroc"]["interval_from"] in ("seeds", "bootstrap")
@@ -451,10 +453,10 @@ def test_paired_difference_needs_both_intervals():
         for i in range(5)
     ]
     low, high = st.t.interval(0.95, 4, loc=np.mean(diffs), scale=st.sem(diffs))
-    assert (d["mean"], d["low"], d["high"]) == pytest.approx((np.mean(diffs), low, high))
+    assert (d["mean"], d["low"], d["high"]) == pytest.approx((np.mean(diffs), low, high), rel=1e-5)
     boot = detection.paired_difference((s_in, out_a), (s_in, out_b), bootstrap=100, seed=0)
-    assert boot["low"] <= min(low, boot["bootstrap_interval"][0]) + 1e-12
-    assert boot["high"] >= max(high, boot["bootstrap_interval"][1]) - 1e-12
+    assert boot["low"] <= min(d["low"], boot["bootstrap_interval"][0])
+    assert boot["high"] >= max(d["high"], boot["bootstrap_interval"][1])
     assert boot["significant"] == (
         d["significant"]
         and (boot["bootstrap_interval"][0] > 0 or boot["bootstrap_interval"][1] < 0)

@@ -3,14 +3,13 @@
 Conventions (Hendrycks & Gimpel 2017): the OOD set is the positive class and a score is larger
 for "more likely OOD" (entropy, 1 − max-softmax, negative max-logit, a feature distance).
 
-* :func:`auroc` — the Mann–Whitney probability ``P(s_out > s_in) + ½ P(s_out = s_in)`` (equal
-  to ``sklearn.metrics.roc_auc_score``), over the last axis of batched inputs;
-* :func:`aupr` — average precision with the OOD set positive (equal to
-  ``sklearn.metrics.average_precision_score``: one threshold per distinct score);
-* :func:`fpr_at_tpr` — the fraction of in-distribution examples scored at or above the
-  threshold that detects ``tpr`` of the OOD examples;
-* :func:`detection_metrics` — the three together, with an optional stratified bootstrap over
-  examples (the uncertainty a finite test set adds to a seed-level interval);
+The metrics themselves are the package's (:func:`entjax.auroc`, :func:`entjax.aupr`,
+:func:`entjax.fpr_at_tpr`, equal to scikit-learn's), jitted once over replicate rows:
+
+* :func:`per_replicate` — AUROC, AUPR and FPR@95 of each replicate row;
+* :func:`replicate_intervals` — their means with intervals over replicates, with an optional
+  stratified bootstrap over examples (the uncertainty a finite test set adds);
+* :func:`paired_difference` — the paired difference of two scores' metric;
 * :func:`knn_distance` — the k-th nearest-neighbour distance of L2-normalised features to a
   reference (training) set (Sun et al. 2022), a non-entropy OOD score.
 """
@@ -19,70 +18,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import entjax
 from experiments.core import stats
 
 METRICS = ("auroc", "aupr", "fpr95")
 
 
-def _threshold_counts(in_scores: np.ndarray, out_scores: np.ndarray):
-    """True and false positives at every distinct threshold (over the last axis), from one sort.
+@jax.jit
+def _metrics(in_scores: jax.Array, out_scores: jax.Array) -> dict[str, jax.Array]:
+    return {
+        "auroc": entjax.auroc(in_scores, out_scores),
+        "aupr": entjax.aupr(in_scores, out_scores),
+        "fpr95": entjax.fpr_at_tpr(in_scores, out_scores, tpr=0.95),
+    }
 
-    Returns ``(tp, fp, tp_prev, fp_prev, is_last, n_pos, n_neg)`` on the examples sorted by
-    decreasing score: ``is_last`` marks the last example of each run of equal scores (one ROC /
-    PR point per distinct threshold, ties entering together as in scikit-learn), ``*_prev`` are
-    the counts at the previous threshold.
-    """
-    s_in, s_out = np.asarray(in_scores, np.float64), np.asarray(out_scores, np.float64)
-    s = np.concatenate([s_in, s_out], axis=-1)
-    y = np.concatenate([np.zeros_like(s_in), np.ones_like(s_out)], axis=-1)
-    order = np.argsort(-s, axis=-1)  # the order within a run of ties does not matter
-    s, y = np.take_along_axis(s, order, -1), np.take_along_axis(y, order, -1)
-    tp, fp = np.cumsum(y, axis=-1), np.cumsum(1.0 - y, axis=-1)
-    is_last = np.ones(s.shape, bool)
-    is_last[..., :-1] = s[..., 1:] != s[..., :-1]
 
-    def previous(count: np.ndarray) -> np.ndarray:
-        at_last = np.maximum.accumulate(np.where(is_last, count, 0.0), axis=-1)
-        return np.concatenate([np.zeros_like(at_last[..., :1]), at_last[..., :-1]], axis=-1)
-
-    return tp, fp, previous(tp), previous(fp), is_last, s_out.shape[-1], s_in.shape[-1]
+def _as_scores(x: np.ndarray) -> jax.Array:
+    """Host scores as a JAX array: float32 in the experiments (float64 where x64 is enabled)."""
+    return jnp.asarray(np.asarray(x, np.float64))
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> np.ndarray:
-    """AUROC of OOD (positive) against in-distribution scores, over the last axis: the
-    trapezoidal area under the ROC points of the distinct thresholds, which equals the
-    Mann–Whitney probability ``P(s_out > s_in) + ½ P(s_out = s_in)``."""
-    tp, fp, tp_prev, fp_prev, last, n_pos, n_neg = _threshold_counts(in_scores, out_scores)
-    area = np.where(last, (fp - fp_prev) * (tp + tp_prev) / 2.0, 0.0)
-    return area.sum(axis=-1) / (n_pos * n_neg)
-
-
-def aupr(in_scores: np.ndarray, out_scores: np.ndarray) -> np.ndarray:
-    """Average precision, OOD positive, over the last axis: ``Σ_t (R_t − R_{t−1}) P_t`` over
-    the distinct thresholds ``t`` (as ``sklearn.metrics.average_precision_score``)."""
-    tp, fp, tp_prev, _, last, n_pos, _ = _threshold_counts(in_scores, out_scores)
-    gain = np.where(last, (tp - tp_prev) * tp / (tp + fp), 0.0)
-    return gain.sum(axis=-1) / n_pos
-
-
-def fpr_at_tpr(in_scores: np.ndarray, out_scores: np.ndarray, tpr: float = 0.95) -> np.ndarray:
-    """False-positive rate at the highest threshold whose true-positive rate is >= ``tpr``,
-    over the last axis."""
-    s_out = -np.sort(-np.asarray(out_scores, np.float64), axis=-1)
-    threshold = s_out[..., int(np.ceil(tpr * s_out.shape[-1])) - 1]
-    return np.mean(np.asarray(in_scores, np.float64) >= threshold[..., None], axis=-1)
+    """:func:`entjax.auroc` over the last axis of host arrays (jitted), as float64."""
+    return np.asarray(_metrics(_as_scores(in_scores), _as_scores(out_scores))["auroc"], np.float64)
 
 
 def per_replicate(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, np.ndarray]:
     """AUROC, AUPR and FPR@95 of each replicate's score: inputs ``(R, n_in)``, ``(R, n_out)``."""
     s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
-    return {
-        "auroc": auroc(s_in, s_out),
-        "aupr": aupr(s_in, s_out),
-        "fpr95": fpr_at_tpr(s_in, s_out),
-    }
+    out = _metrics(_as_scores(s_in), _as_scores(s_out))
+    return {name: np.asarray(out[name], np.float64) for name in METRICS}
 
 
 def replicate_intervals(

@@ -3,9 +3,7 @@
 Everything works on stacked host arrays with a leading *replicate* axis (members, or ensembles
 of members), in float64 after one jitted pass each:
 
-* :func:`fit_temperature` — the temperature ``T`` minimising the validation NLL of
-  ``softmax(z / T)`` (Guo et al. 2017), per replicate, by a log-spaced grid and golden-section
-  refinement; ``T = 1`` is kept when nothing is better, so the fitted NLL never exceeds it;
+* :func:`fit_temperature` — :func:`entjax.fit_temperature` per replicate (Guo et al. 2017);
 * :func:`log_probs` / :func:`mixture_log_probs` — per-member and ensemble log-probabilities
   (the ensemble predictive is the mean of the members' probabilities), with temperatures;
 * :func:`single_scores` / :func:`ensemble_scores` — OOD scores, larger = more likely OOD:
@@ -27,49 +25,19 @@ import numpy as np
 
 import entjax
 
-GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 @jax.jit
-def _nll_at(logits: jax.Array, labels: jax.Array, log_t: jax.Array) -> jax.Array:
-    """Mean NLL of ``softmax(logits / exp(log_t))``: logits ``(P, n, C)``, log_t ``(P, G)`` ->
-    ``(P, G)``."""
-
-    def one(lg, lt):
-        scaled = lg[None] / jnp.exp(lt)[:, None, None]
-        lab = jnp.broadcast_to(labels, scaled.shape[:-1])
-        return jnp.mean(entjax.negative_log_likelihood(scaled, lab), axis=-1)
-
-    return jax.vmap(one)(logits, log_t)
+def _fit_temperatures(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return jax.vmap(entjax.fit_temperature, in_axes=(0, None))(logits, labels)
 
 
-def fit_temperature(
-    logits: np.ndarray, labels: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)
-) -> np.ndarray:
-    """Per-replicate temperature ``T`` minimising the NLL of ``softmax(logits / T)``.
-
-    ``logits`` ``(P, n, C)`` (log-probabilities are valid logits), ``labels`` ``(n,)``.
-    A 201-point log-spaced grid over ``bounds``, then 40 golden-section steps inside the best
-    grid cell; ``T = 1`` wins ties, so the fitted NLL is never above the unscaled one.
-    """
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-replicate temperature ``T`` minimising the NLL of ``softmax(logits / T)``:
+    :func:`entjax.fit_temperature` vmapped over the replicates of ``logits`` ``(P, n, C)``
+    (log-probabilities are valid logits), ``labels`` ``(n,)``."""
     z = jnp.asarray(logits, jnp.float32)
-    y = jnp.asarray(labels, jnp.int32)
-    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), 201)
-    grid = np.sort(np.r_[grid, 0.0])
-    nll = np.asarray(_nll_at(z, y, jnp.broadcast_to(jnp.asarray(grid), (len(z), len(grid)))))
-    best = nll.argmin(axis=1)
-    low = grid[np.maximum(best - 1, 0)]
-    high = grid[np.minimum(best + 1, len(grid) - 1)]
-    for _ in range(40):
-        a = high - GOLDEN * (high - low)
-        b = low + GOLDEN * (high - low)
-        fa, fb = np.asarray(_nll_at(z, y, jnp.asarray(np.stack([a, b], axis=1)))).T
-        high = np.where(fa < fb, b, high)
-        low = np.where(fa < fb, low, a)
-    log_t = 0.5 * (low + high)
-    candidates = np.stack([log_t, np.zeros_like(log_t)], axis=1)
-    fitted, unit = np.asarray(_nll_at(z, y, jnp.asarray(candidates))).T
-    return np.exp(np.where(fitted <= unit, log_t, 0.0))
+    return np.asarray(_fit_temperatures(z, jnp.asarray(labels, jnp.int32)), np.float64)
 
 
 @jax.jit
