@@ -26,7 +26,6 @@ import numpy as np
 import entjax
 
 
-
 @jax.jit
 def _fit_temperatures(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jax.vmap(entjax.fit_temperature, in_axes=(0, None))(logits, labels)
