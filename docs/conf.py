@@ -129,9 +129,9 @@ def _copy_notebooks() -> None:
 
 
 _copy_notebooks()
-# The kernels inherit this environment: `import experiments` works, and figures are inline PNGs
-# even when the caller exported MPLBACKEND=Agg (as .ci/run does).
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+# The kernels inherit this environment: figures are inline PNGs even when the caller exported
+# MPLBACKEND=Agg (as .ci/run does). Nothing is put on PYTHONPATH: the notebooks run as Jupyter
+# starts them (those that drive experiments/ find the checkout themselves).
 os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 # -- HTML ----------------------------------------------------------------------------------------
