@@ -68,7 +68,15 @@ print("\n".join(p for p in sys.path if p.rstrip("/").endswith(("site-packages", 
   "$tmp/venv/bin/python" -m pip install -q --no-index --no-deps --ignore-installed "$wheel"
 fi
 
-mkdir "$tmp/run"
+mkdir "$tmp/run" "$tmp/readme"
+# The README's python blocks, one file each, to run against the wheel from outside the checkout.
+python - "$tmp/readme" <<'EOF'
+import pathlib, re, sys
+
+blocks = re.findall(r"^```python\n(.*?)^```", pathlib.Path("README.md").read_text(), re.M | re.S)
+for i, block in enumerate(blocks):
+    pathlib.Path(sys.argv[1], f"block{i}.py").write_text(block)
+EOF
 cd "$tmp/run"  # outside the repository: nothing of the checkout is importable
 cat >pytest.ini <<'EOF'
 [pytest]
@@ -116,3 +124,10 @@ fi
 # of what else is installed.
 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$tmp/venv/bin/python" -m pytest -q --doctest-modules \
   --pyargs entjax ${skip_nnx[@]+"${skip_nnx[@]}"}
+# Every README python block, as a user pastes it, against the wheel (blocks that need Flax only
+# where it is installed).
+for block in "$tmp"/readme/block*.py; do
+  if [[ ${#skip_nnx[@]} -gt 0 ]] && grep -q "entjax.nnx" "$block"; then continue; fi
+  "$tmp/venv/bin/python" -I "$block" >/dev/null || { echo "README $(basename "$block") failed"; exit 1; }
+done
+echo "README python blocks ran against the wheel: $(ls "$tmp"/readme/block*.py | wc -l)"

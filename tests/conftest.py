@@ -20,3 +20,25 @@ def pytest_report_header(config) -> str:
 
     forms = "default (GPU/TPU) forms forced" if _numerics.default_forms_forced() else "per backend"
     return f"entjax backend-dependent forms: {forms} ({_numerics.FORCE_DEFAULT_FORMS})"
+
+
+# The files that run whole experiments in subprocesses, longest first. pytest-xdist's loadfile
+# hands files to workers in collection order, so starting these first keeps one long file from
+# running alone at the end while the other worker idles.
+SLOW_FILES = (
+    "test_ensemble_experiment.py",
+    "test_multihost.py",
+    "test_notebooks.py",
+    "test_ensemble_mnist.py",
+    "test_research_experiments.py",
+    "test_readme.py",
+    "test_bench_smoke.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    def rank(item) -> int:
+        name = item.path.name
+        return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
+
+    items.sort(key=rank)  # stable: the order within each file is kept
