@@ -126,6 +126,23 @@ def brier_score(
     return jnp.where(ls.any_valid, score, 0.0)
 
 
+def _set_inputs(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    where: jax.typing.ArrayLike | None,
+    axis: int,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """A set statistic's checked inputs: logits (upcast, classes last), labels, example mask."""
+    logits = nx.check_floating(logits, "logits")
+    nx.check_min_rank(logits, 1, "logits")
+    labels = nx.check_integer(labels, "labels")
+    (c,) = nx.normalize_axes(axis, logits.ndim)
+    batch_shape = tuple(d for i, d in enumerate(logits.shape) if i != c)
+    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    keep = nx.example_mask(where, batch_shape)
+    return jnp.moveaxis(nx.upcast(logits), c, -1), labels, keep
+
+
 def _bin_sums(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
@@ -135,14 +152,7 @@ def _bin_sums(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Per-bin example counts, sums of correctness and of confidence, and the bin edges."""
     num_bins = nx.static_int(num_bins, "num_bins", minimum=1)
-    logits = nx.check_floating(logits, "logits")
-    nx.check_min_rank(logits, 1, "logits")
-    labels = nx.check_integer(labels, "labels")
-    (c,) = nx.normalize_axes(axis, logits.ndim)
-    batch_shape = tuple(d for i, d in enumerate(logits.shape) if i != c)
-    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
-    keep = nx.example_mask(where, batch_shape)
-    x = jnp.moveaxis(nx.upcast(logits), c, -1)
+    x, labels, keep = _set_inputs(logits, labels, where, axis)
     ls = nx.masked_log_softmax(x)
     keep = ls.any_valid if keep is None else keep & ls.any_valid
     # Flatten the example axes: the bins are statistics of the whole set.
@@ -342,14 +352,7 @@ def fit_temperature(
       Platt, *Probabilistic Outputs for Support Vector Machines*, 1999.
     """
     _check_bounds(bounds)
-    logits = nx.check_floating(logits, "logits")
-    nx.check_min_rank(logits, 1, "logits")
-    labels = nx.check_integer(labels, "labels")
-    (c,) = nx.normalize_axes(axis, logits.ndim)
-    batch_shape = tuple(d for i, d in enumerate(logits.shape) if i != c)
-    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
-    keep = nx.example_mask(where, batch_shape)
-    x = jnp.moveaxis(nx.upcast(logits), c, -1)
+    x, labels, keep = _set_inputs(logits, labels, where, axis)
     num_classes = x.shape[-1]
     x = x.reshape(-1, num_classes)
     y = labels.reshape(-1, 1)
