@@ -303,16 +303,25 @@ def test_interrupted_then_resumed_run_is_identical(workdir: pathlib.Path, smoke_
     # A new process resumes from step 20 and matches the uninterrupted run exactly. Resuming the
     # finished run re-evaluates the final checkpoint: same numbers, exit 0; resuming with another
     # configuration is refused before anything is trained.
+    # The same command again without --resume never deletes the earlier run: one error line,
+    # exit 2; --overwrite replaces it (a fresh run from step 0, the same numbers).
     codes, stderr = _run(
         [*SMOKE, "--out", str(out), "--resume"],
         [*SMOKE, "--out", str(out), "--resume"],
         [*SMOKE, "--out", str(out), "--resume", "--lr", "0.02"],
+        [*SMOKE, "--out", str(out)],
+        [*SMOKE, "--out", str(out), "--overwrite"],
     )
-    assert codes == [0, 0, 2], stderr[-3000:]
+    assert codes == [0, 0, 2, 2, 0], stderr[-3000:]
     assert "error: cannot resume from" in stderr
     assert "differs in lr" in stderr
+    refused = [line for line in stderr.splitlines() if "already holds a run" in line]
+    assert len(refused) == 1, stderr[-3000:]
+    assert refused[0].startswith("error: ")
+    assert "--resume" in refused[0]
+    assert "--overwrite" in refused[0]
     assert _results(out) == _results(smoke_run)
-    assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] == 40
+    assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] is None
     resumed = [line for line in stderr.splitlines() if "resumed from the checkpoint" in line]
     assert [line.split()[-1] for line in resumed] == ["20", "40"], resumed
 

@@ -197,6 +197,14 @@ def test_resume_with_another_config_is_refused(tmp_path):
     ckpt.close()
 
 
+def test_a_fresh_start_never_deletes_earlier_checkpoints(tmp_path):
+    _fit(tmp_path, training.Schedule(4, checkpoint_every=2))
+    saved = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    with pytest.raises(cli.ConfigError, match=r"holds checkpoints.*--resume.*--overwrite"):
+        Checkpoints(str(tmp_path / "ckpt"), run_config={"a": 1}, resume=False)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == saved
+
+
 def dataclasses_replace(obj, **changes):
     import dataclasses
 

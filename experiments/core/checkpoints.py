@@ -5,14 +5,13 @@ parameters, optimizer state, loss history) and a JSON ``meta`` item (the run con
 evaluation curves so far), written together by one ``orbax.checkpoint.CheckpointManager`` with
 synchronous saves. In a multi-process run every process calls the same methods on the same
 directory (a shared filesystem, the ``--out`` of the run): orbax writes each process's shards and
-synchronises the processes itself; only the deletion of a stale directory is process 0's job.
+synchronises the processes itself. Nothing here deletes an earlier run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,8 +33,9 @@ class Checkpoints:
       directory: where the step directories live (created if needed).
       run_config: a JSON-able description of everything that affects the numbers; stored in
         every checkpoint, and a resume from a checkpoint written with another config is refused.
-      resume: keep existing checkpoints (and restore from them); otherwise a stale directory is
-        removed first, so a fresh run never mixes with an old one.
+      resume: keep existing checkpoints (and restore from them); otherwise the directory must be
+        empty or absent (a :class:`ConfigError` otherwise: nothing is ever deleted here; the
+        runner's ``--overwrite`` removes an earlier run's checkpoints first).
       keep: how many recent checkpoints to keep.
     """
 
@@ -46,9 +46,12 @@ class Checkpoints:
 
         self.directory = os.path.abspath(directory)
         self.run_config = json.loads(_canonical(run_config))
-        if not resume and jax.process_index() == 0 and os.path.isdir(self.directory):
-            shutil.rmtree(self.directory)
-        distributed.barrier(f"checkpoints-ready:{self.directory}")
+        if not resume and os.path.isdir(self.directory) and os.listdir(self.directory):
+            raise ConfigError(
+                f"{self.directory} holds checkpoints of an earlier run; pass --resume to continue "
+                "it or --overwrite to replace it"
+            )
+        distributed.barrier(f"checkpoints-ready:{self.directory}")  # all checked before any write
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(

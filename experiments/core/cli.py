@@ -5,8 +5,8 @@ default and a help text). :func:`build_parser` turns it into an argument parser:
 ``--field-name`` per field (tuples as comma-separated lists, booleans as ``--x/--no-x``,
 ``Optional`` fields accept ``none``) plus the shared flags
 
-``--out DIR --resume --smoke --seed N --no-progress --distributed`` (and ``--stop-after-step``,
-which simulates an interruption for tests).
+``--out DIR --resume --overwrite --smoke --seed N --no-progress --distributed`` (and
+``--stop-after-step``, which simulates an interruption for tests).
 
 Values are resolved as defaults, then the experiment's ``--smoke`` overrides, then explicit
 flags; the config validates itself in ``__post_init__`` with the ``require_*`` helpers below,
@@ -25,7 +25,16 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-SHARED_FLAGS = ("out", "resume", "smoke", "seed", "no_progress", "distributed", "stop_after_step")
+SHARED_FLAGS = (
+    "out",
+    "resume",
+    "overwrite",
+    "smoke",
+    "seed",
+    "no_progress",
+    "distributed",
+    "stop_after_step",
+)
 
 
 class ConfigError(ValueError):
@@ -88,6 +97,7 @@ class RunOptions:
 
     out: str
     resume: bool = False
+    overwrite: bool = False
     smoke: bool = False
     progress: bool = True
     distributed: bool = False
@@ -176,6 +186,12 @@ def build_parser(
     p = Parser(prog=prog, description=description)
     p.add_argument("--out", default=default_out, help=f"output directory (default {default_out})")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (its checkpoints are deleted; without this flag or "
+        "--resume an existing run is never touched)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny configuration that runs in seconds")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
@@ -210,9 +226,12 @@ def parse_config(
             values[field.name] = getattr(args, field.name)
     if args.stop_after_step is not None and args.stop_after_step < 1:
         raise ConfigError(f"--stop-after-step must be >= 1, got {args.stop_after_step}")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue or replace")
     options = RunOptions(
         out=args.out,
         resume=args.resume,
+        overwrite=args.overwrite,
         smoke=args.smoke,
         progress=not args.no_progress,
         distributed=args.distributed,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,6 +73,7 @@ class Experiment:
         out: str | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         progress: bool = True,
         smoke: bool = False,
         stop_after_step: int | None = None,
@@ -80,6 +82,7 @@ class Experiment:
         options = RunOptions(
             out=out or self.default_out,
             resume=resume,
+            overwrite=overwrite,
             smoke=smoke,
             progress=progress,
             stop_after_step=stop_after_step,
@@ -99,6 +102,7 @@ def run(experiment: Experiment, config: Any, options: RunOptions) -> dict[str, A
     statuses).
     """
     distributed.maybe_initialize(options.distributed)
+    _claim_output_directory(options)
     started, t0 = outputs.utc_now(), time.perf_counter()
     try:
         outcome = experiment.train_and_evaluate(config, options)
@@ -120,6 +124,26 @@ def run(experiment: Experiment, config: Any, options: RunOptions) -> dict[str, A
         # reaches JAX's shutdown barrier, whose timeout is short, long before the others).
         distributed.barrier(f"{experiment.name}:done")
     return results
+
+
+def _claim_output_directory(options: RunOptions) -> None:
+    """Refuse to start a fresh run over an earlier one, unless asked: ``--resume`` continues it,
+    ``--overwrite`` replaces it (its checkpoints are deleted, by process 0, before anything is
+    trained; its result files are overwritten when the new ones are written)."""
+    previous = [
+        name
+        for name in ("results.json", "checkpoints")
+        if os.path.exists(os.path.join(options.out, name))
+    ]
+    if previous and not options.resume:
+        if not options.overwrite:
+            raise ConfigError(
+                f"{options.out} already holds a run ({', '.join(previous)}); pass --resume to "
+                "continue it or --overwrite to replace it, or choose another --out"
+            )
+        if outputs.is_writer():
+            shutil.rmtree(os.path.join(options.out, "checkpoints"), ignore_errors=True)
+    distributed.barrier(f"claimed:{os.path.abspath(options.out)}")
 
 
 def write_outputs(out: str, results: dict[str, Any], experiment: Experiment, outcome: Outcome):
