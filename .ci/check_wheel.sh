@@ -68,7 +68,8 @@ print("\n".join(p for p in sys.path if p.rstrip("/").endswith(("site-packages", 
   "$tmp/venv/bin/python" -m pip install -q --no-index --no-deps --ignore-installed "$wheel"
 fi
 
-mkdir "$tmp/run" "$tmp/readme"
+mkdir "$tmp/run" "$tmp/readme" "$tmp/notebooks"
+cp notebooks/*.ipynb "$tmp/notebooks/"
 # The README's python blocks, one file each, to run against the wheel from outside the checkout.
 python - "$tmp/readme" <<'EOF'
 import pathlib, re, sys
@@ -131,3 +132,27 @@ for block in "$tmp"/readme/block*.py; do
   "$tmp/venv/bin/python" -I "$block" >/dev/null || { echo "README $(basename "$block") failed"; exit 1; }
 done
 echo "README python blocks ran against the wheel: $(ls "$tmp"/readme/block*.py | wc -l)"
+# The notebooks about the library (those that do not drive experiments/) against the wheel, with
+# the kernel in a copy of notebooks/ outside the checkout; a first cell checks where entjax is.
+if [[ ${#skip_nnx[@]} -eq 0 ]]; then
+  PATH="$tmp/venv/bin:$PATH" MPLBACKEND=module://matplotlib_inline.backend_inline \
+    "$tmp/venv/bin/python" - "$tmp/notebooks" "$tmp/venv" <<'EOF'
+import pathlib, sys
+
+import nbformat
+from nbclient import NotebookClient
+
+folder, venv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).resolve()
+ran = []
+for path in sorted(folder.glob("*.ipynb")):
+    nb = nbformat.read(path, as_version=4)
+    if any("from experiments" in c.source for c in nb.cells if c.cell_type == "code"):
+        continue
+    check = f"import entjax, pathlib\nassert pathlib.Path({str(venv)!r}) in pathlib.Path(entjax.__file__).resolve().parents"
+    nb.cells.insert(0, nbformat.v4.new_code_cell(check))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    ran.append(path.stem)
+assert len(ran) >= 4, ran
+print("notebooks run against the wheel:", ", ".join(ran))
+EOF
+fi
