@@ -699,8 +699,8 @@ def training_summary(history: np.ndarray, points: int = 100) -> dict[str, Any]:
     }
 
 
-def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
-    """The R·K members trained together; returns the members and the training result."""
+def _setup(config: Config, data: data_lib.ImageData):
+    """The R·K initial members and their optimizer, as every run of ``config`` builds them."""
 
     def model_fn(rngs):
         return build_model(
@@ -721,6 +721,12 @@ def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
     )
+    return members, tx
+
+
+def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
+    """The R·K members trained together; returns the members and the training result."""
+    members, tx = _setup(config, data)
     every = config.checkpoint_every
     groups = [
         list(range(r * config.members, (r + 1) * config.members)) for r in range(config.seeds)
@@ -744,6 +750,70 @@ def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
         member_names=names,
     )
     return members, result
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A finished run, reloaded by :func:`load_run`: its config and its trained members."""
+
+    config: Config
+    members: training.Members
+    params: Any  # the trained parameters, stacked on the member axis (R·K members)
+    step: int  # the training step of the checkpoint they come from
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Every member's logits for images ``x`` ``(n, *image_shape)``: ``(R·K, n, C)``;
+        member ``r·K + j`` is member ``j`` of ensemble ``r``."""
+        return self.members.predict(self.params, np.asarray(x, np.float32))
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """Every member's penultimate-layer features ``(R·K, n, d)`` (the k-NN score's input)."""
+        both = logits_and_features(self.members)
+        return self.members.predict(self.params, np.asarray(x, np.float32), both)[1]
+
+
+def load_run(out: str) -> TrainedRun:
+    """The config and the trained members of the run in ``out`` (its ``results.json`` and final
+    checkpoint), without training or deleting anything::
+
+        run = load_run("runs/ensemble")
+        logits = run.logits(images)  # (R·K, n, C)
+        u = entjax.ensemble_uncertainty(logits[: run.config.members], axis=0)  # ensemble 0
+    """
+    import json
+    import os
+
+    from experiments.core.checkpoints import Checkpoints
+
+    with open(os.path.join(out, "results.json")) as f:
+        stored = json.load(f)["config"]
+    fields = {f.name for f in dataclasses.fields(Config)}
+    config = Config(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
+    )
+    data = data_lib.load_dataset(
+        config.dataset,
+        seed=config.data_seed,
+        heldout_classes=config.heldout_classes,
+        data_dir=config.data_dir,
+    )
+    members, tx = _setup(config, data)
+    params = members.ensemble.params
+    like = {
+        "params": params,
+        "opt_state": training.init_opt_state(tx, params, members.mesh),
+        "loss_history": np.zeros((config.steps, config.num_models), np.float32),
+    }
+    run_config = {**dataclasses.asdict(config), "checkpoint_name": ""}
+    checkpoints = Checkpoints(os.path.join(out, "checkpoints"), run_config=run_config, resume=True)
+    try:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise cli.ConfigError(f"{out} has no checkpoint to load (was the run finished?)")
+        state, _ = checkpoints.restore(step, like)
+    finally:
+        checkpoints.close()
+    return TrainedRun(config, members, state["params"], step)
 
 
 def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:

@@ -11,6 +11,18 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture
+def script_jax_config():
+    """Run under JAX's defaults (what ``python -m experiments.X`` uses): no x64, rank promotion
+    allowed; restored afterwards."""
+    saved = (jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion)
+    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_numpy_rank_promotion", "allow")
+    yield
+    jax.config.update("jax_enable_x64", saved[0])
+    jax.config.update("jax_numpy_rank_promotion", saved[1])
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

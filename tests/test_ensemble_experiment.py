@@ -358,3 +358,25 @@ def test_eight_devices_match_one_device_and_bad_member_count_fails(
             assert a[key] == pytest.approx(b[key], **tol), key
         else:
             assert a[key] == b[key], key
+
+
+def test_a_finished_run_reloads_and_scores_new_images(smoke_run, script_jax_config):
+    """``load_run`` gives the stored config and callable trained members: their logits on the
+    test images equal the saved member logits, without training or deleting anything."""
+    from experiments.ensemble_entropy import load_run
+
+    before = sorted(p.relative_to(smoke_run) for p in smoke_run.rglob("*"))
+    run = load_run(str(smoke_run))
+    assert (run.config.members, run.config.seeds, run.step) == (4, 2, 40)
+    c = run.config
+    data = data_lib.load_dataset(
+        c.dataset, seed=c.data_seed, heldout_classes=c.heldout_classes, data_dir=c.data_dir
+    )
+    pred, sl = _load_predictions(smoke_run)
+    np.testing.assert_allclose(
+        run.logits(data.x_test), pred["member_logits"][:, sl["test"]], rtol=1e-5, atol=1e-5
+    )
+    features = run.features(data.x_test[:7])
+    assert features.shape == (8, 7, c.width)
+    assert np.isfinite(features).all()
+    assert sorted(p.relative_to(smoke_run) for p in smoke_run.rglob("*")) == before

@@ -15,16 +15,7 @@ from experiments import confidence_penalty, elbo, ensemble_entropy, information_
 from experiments.core import cli, entropy_curves, outputs, runner, training
 from experiments.core.checkpoints import Checkpoints
 
-
-@pytest.fixture(autouse=True)
-def script_jax_config():
-    """Run under JAX's defaults (what ``python -m experiments.X`` uses)."""
-    saved = (jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion)
-    jax.config.update("jax_enable_x64", False)
-    jax.config.update("jax_numpy_rank_promotion", "allow")
-    yield
-    jax.config.update("jax_enable_x64", saved[0])
-    jax.config.update("jax_numpy_rank_promotion", saved[1])
+pytestmark = pytest.mark.usefixtures("script_jax_config")  # JAX defaults (tests/conftest.py)
 
 
 BAD_ARGUMENTS = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 
-import jax
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -18,16 +17,6 @@ from scipy import stats as scipy_stats
 from experiments import information_plane as ip
 
 LOG2 = math.log(2.0)
-
-
-@pytest.fixture
-def script_jax_config():
-    saved = (jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion)
-    jax.config.update("jax_enable_x64", False)
-    jax.config.update("jax_numpy_rank_promotion", "allow")
-    yield
-    jax.config.update("jax_enable_x64", saved[0])
-    jax.config.update("jax_numpy_rank_promotion", saved[1])
 
 
 # --------------------------------------------------------------------------- numpy references

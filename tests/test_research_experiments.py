@@ -24,16 +24,7 @@ from scipy import special, stats as scipy_stats
 from experiments import confidence_penalty, elbo, entropy_vs_mse, information_bottleneck
 from experiments.core import models, sweeps, training
 
-
-@pytest.fixture(autouse=True)
-def script_jax_config():
-    """Run the experiments under JAX's defaults (what ``python -m experiments.X`` uses)."""
-    saved = (jax.config.jax_enable_x64, jax.config.jax_numpy_rank_promotion)
-    jax.config.update("jax_enable_x64", False)
-    jax.config.update("jax_numpy_rank_promotion", "allow")
-    yield
-    jax.config.update("jax_enable_x64", saved[0])
-    jax.config.update("jax_numpy_rank_promotion", saved[1])
+pytestmark = pytest.mark.usefixtures("script_jax_config")  # JAX defaults (tests/conftest.py)
 
 
 def _load(out: pathlib.Path) -> dict:
