@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 from ._cross_entropy import softmax_cross_entropy_with_integer_labels
 from ._divergences import gaussian_kl
 from ._entropy import entropy_from_probs
@@ -97,11 +97,11 @@ def vib_loss(
       Alemi, Fischer, Dillon & Murphy, *Deep Variational Information Bottleneck*, ICLR 2017.
       Tishby, Pereira & Bialek, *The Information Bottleneck Method*, 1999.
     """
-    logits = nx.check_floating(logits, "logits")
-    labels = nx.check_integer(labels, "labels")
-    nx.check_min_rank(logits, 1, "logits")
+    logits = ck.check_floating(logits, "logits")
+    labels = ck.check_integer(labels, "labels")
+    ck.check_min_rank(logits, 1, "logits")
     if sample_axis is not None:
-        sample_axis = nx.normalize_axes(sample_axis, logits.ndim - 1)[0]
+        sample_axis = ck.normalize_axes(sample_axis, logits.ndim - 1)[0]
         labels = jnp.broadcast_to(jnp.expand_dims(labels, sample_axis), logits.shape[:-1])
     ce = softmax_cross_entropy_with_integer_labels(logits, labels)
     if sample_axis is not None:
@@ -119,18 +119,18 @@ def vib_loss(
         raise ValueError(f"`beta` must be a scalar or per-example, got shape {beta.shape}.")
 
     if label_marginal is not None:
-        marginal = nx.check_floating(label_marginal, "label_marginal")
-        nx.check_shape(marginal, (logits.shape[-1],), "label_marginal", expected="[num_classes]")
+        marginal = ck.check_floating(label_marginal, "label_marginal")
+        ck.check_shape(marginal, (logits.shape[-1],), "label_marginal", expected="[num_classes]")
         h_y = entropy_from_probs(marginal).astype(dtype)
     else:
         c = logits.shape[-1] if num_classes is None else num_classes
-        c = nx.static_int(c, "num_classes", minimum=1)
+        c = ck.static_int(c, "num_classes", minimum=1)
         h_y = jnp.asarray(math.log(c), dtype)
 
     loss = ce + nx.safe_mul(beta, kl)
     izy = h_y - ce
     out = VIBLoss(loss, ce, kl, nx.to_base(kl, base), nx.to_base(izy, base))
-    mask = nx.example_mask(where, ce.shape)
+    mask = ck.example_mask(where, ce.shape)
     if mask is not None:
         out = VIBLoss(*(jnp.where(mask, x, 0.0) for x in out))
     return out

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 from ._cross_entropy import softmax_cross_entropy_with_integer_labels
 
 
@@ -36,7 +36,7 @@ def negative_log_likelihood(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
     *,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Negative log-likelihood of integer labels under ``softmax(logits)``, per example.
@@ -108,14 +108,14 @@ def brier_score(
       Brier, *Verification of Forecasts Expressed in Terms of Probability*, Monthly Weather
       Review, 1950.
     """
-    logits = nx.check_floating(logits, "logits")
-    nx.check_min_rank(logits, 1, "logits")
-    labels = nx.check_integer(labels, "labels")
-    axes = nx.normalize_axes(axis, logits.ndim)
+    logits = ck.check_floating(logits, "logits")
+    ck.check_min_rank(logits, 1, "logits")
+    labels = ck.check_integer(labels, "labels")
+    axes = ck.normalize_axes(axis, logits.ndim)
     if len(axes) != 1:
         raise ValueError(f"`axis` must be a single class axis, got {axis!r}.")
     batch_shape = tuple(d for i, d in enumerate(logits.shape) if i not in axes)
-    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    ck.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
     mask = nx.class_mask_last(where, logits.shape, axes)
     ls = nx.masked_log_softmax(nx.class_axes_last(nx.upcast(logits), axes), mask)
     num_classes = ls.probs.shape[-1]
@@ -133,13 +133,13 @@ def _set_inputs(
     axis: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """A set statistic's checked inputs: logits (upcast, classes last), labels, example mask."""
-    logits = nx.check_floating(logits, "logits")
-    nx.check_min_rank(logits, 1, "logits")
-    labels = nx.check_integer(labels, "labels")
-    (c,) = nx.normalize_axes(axis, logits.ndim)
+    logits = ck.check_floating(logits, "logits")
+    ck.check_min_rank(logits, 1, "logits")
+    labels = ck.check_integer(labels, "labels")
+    (c,) = ck.normalize_axes(axis, logits.ndim)
     batch_shape = tuple(d for i, d in enumerate(logits.shape) if i != c)
-    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
-    keep = nx.example_mask(where, batch_shape)
+    ck.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    keep = ck.example_mask(where, batch_shape)
     return jnp.moveaxis(nx.upcast(logits), c, -1), labels, keep
 
 
@@ -151,7 +151,7 @@ def _bin_sums(
     axis: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Per-bin example counts, sums of correctness and of confidence, and the bin edges."""
-    num_bins = nx.static_int(num_bins, "num_bins", minimum=1)
+    num_bins = ck.static_int(num_bins, "num_bins", minimum=1)
     x, labels, keep = _set_inputs(logits, labels, where, axis)
     ls = nx.masked_log_softmax(x)
     keep = ls.any_valid if keep is None else keep & ls.any_valid

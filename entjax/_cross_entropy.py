@@ -10,15 +10,15 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 
 def _check_integer_labels(
     logits: jax.Array, labels: jax.typing.ArrayLike, axes: tuple[int, ...]
 ) -> jax.Array:
-    labels = nx.check_integer(labels, "labels")
+    labels = ck.check_integer(labels, "labels")
     batch_shape = tuple(d for i, d in enumerate(logits.shape) if i not in axes)
-    nx.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
+    ck.check_shape(labels, batch_shape, "labels", expected="logits without the class axis")
     return labels
 
 
@@ -132,7 +132,7 @@ def _integer_nll_cpu_jvp(primals, tangents):
 def softmax_cross_entropy_with_integer_labels(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     *,
     label_smoothing: float = 0.0,
@@ -186,9 +186,9 @@ def softmax_cross_entropy_with_integer_labels(
       Murphy, *Probabilistic Machine Learning: An Introduction*, 2022, §10.3. Szegedy et al.,
       *Rethinking the Inception Architecture for Computer Vision*, 2016 (label smoothing).
     """
-    logits = nx.check_floating(logits, "logits")
-    nx.check_min_rank(logits, 1, "logits")
-    axes = nx.normalize_axes(axis, logits.ndim)
+    logits = ck.check_floating(logits, "logits")
+    ck.check_min_rank(logits, 1, "logits")
+    axes = ck.normalize_axes(axis, logits.ndim)
     labels = _check_integer_labels(logits, labels, axes)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"`label_smoothing` must lie in [0, 1], got {label_smoothing}.")
@@ -197,8 +197,8 @@ def softmax_cross_entropy_with_integer_labels(
     num_classes = x.shape[-1]
     weights = None
     if class_weights is not None:
-        weights = nx.upcast(nx.check_floating(class_weights, "class_weights"), x.dtype)
-        nx.check_shape(weights, (num_classes,), "class_weights", expected="[num_classes]")
+        weights = nx.upcast(ck.check_floating(class_weights, "class_weights"), x.dtype)
+        ck.check_shape(weights, (num_classes,), "class_weights", expected="[num_classes]")
 
     in_range = (labels >= 0) & (labels < num_classes)
     if not label_smoothing:
@@ -364,7 +364,7 @@ def _is_zero(tangent) -> bool:
 def softmax_cross_entropy(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Softmax cross-entropy against a target distribution (soft or one-hot labels).
@@ -394,11 +394,11 @@ def softmax_cross_entropy(
     References:
       Cover & Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.3 (cross-entropy).
     """
-    logits = nx.check_floating(logits, "logits")
-    labels = nx.check_floating(labels, "labels")
-    nx.check_min_rank(logits, 1, "logits")
-    nx.check_broadcastable(labels, logits.shape, "labels", to="logits")
-    axes = nx.normalize_axes(axis, logits.ndim)
+    logits = ck.check_floating(logits, "logits")
+    labels = ck.check_floating(labels, "labels")
+    ck.check_min_rank(logits, 1, "logits")
+    ck.check_broadcastable(labels, logits.shape, "labels", to="logits")
+    axes = ck.normalize_axes(axis, logits.ndim)
     mask = nx.class_mask_last(where, logits.shape, axes)
     dtype = nx.compute_dtype(logits, labels)
     x = nx.class_axes_last(nx.upcast(logits, dtype), axes)
@@ -515,10 +515,10 @@ def cross_entropy_from_probs(
     References:
       Cover & Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.3.
     """
-    probs = nx.check_floating(probs, "probs")
-    nx.check_min_rank(probs, 1, "probs")
+    probs = ck.check_floating(probs, "probs")
+    ck.check_min_rank(probs, 1, "probs")
     labels = jnp.asarray(labels)
-    axes = nx.normalize_axes(axis, probs.ndim)
+    axes = ck.normalize_axes(axis, probs.ndim)
     num_classes = probs.shape[axes[0]]
     in_range = None
     if jnp.issubdtype(labels.dtype, jnp.integer):
@@ -527,7 +527,7 @@ def cross_entropy_from_probs(
         in_range = (labels >= 0) & (labels < num_classes)  # never a silent all-zero one-hot
         labels = jax.nn.one_hot(labels, num_classes, dtype=dtype, axis=axes[0])
     elif jnp.issubdtype(labels.dtype, jnp.floating):
-        nx.check_broadcastable(labels, probs.shape, "labels", to="probs")
+        ck.check_broadcastable(labels, probs.shape, "labels", to="probs")
         dtype = nx.compute_dtype(probs, labels)
     else:
         raise TypeError(f"`labels` must be integer indices or float targets, got {labels.dtype}.")
@@ -576,19 +576,19 @@ def sigmoid_binary_cross_entropy(
     References:
       Bishop, *Pattern Recognition and Machine Learning*, 2006, §4.3.2.
     """
-    logits = nx.check_floating(logits, "logits")
+    logits = ck.check_floating(logits, "logits")
     labels = jnp.asarray(labels)
-    nx.check_broadcastable(labels, logits.shape, "labels", to="logits")
+    ck.check_broadcastable(labels, logits.shape, "labels", to="logits")
     dtype = nx.compute_dtype(logits)
     x = nx.upcast(logits, dtype)
     y = jnp.broadcast_to(labels.astype(dtype), x.shape)
     pos = nx.safe_mul(y, jax.nn.log_sigmoid(x))
     if pos_weight is not None:
-        pw = nx.upcast(nx.check_floating(pos_weight, "pos_weight"), dtype)
-        nx.check_broadcastable(pw, x.shape, "pos_weight", to="logits")
+        pw = nx.upcast(ck.check_floating(pos_weight, "pos_weight"), dtype)
+        ck.check_broadcastable(pw, x.shape, "pos_weight", to="logits")
         pos = pos * jnp.broadcast_to(pw, x.shape)
     loss = nx.negate(pos + nx.safe_mul(1.0 - y, jax.nn.log_sigmoid(-x)))
-    mask = nx.example_mask(where, x.shape)
+    mask = ck.example_mask(where, x.shape)
     return loss if mask is None else jnp.where(mask, loss, 0.0)
 
 
@@ -623,11 +623,11 @@ def perplexity(
     References:
       Jurafsky & Martin, *Speech and Language Processing*, 3rd ed. draft, §3.3.
     """
-    logits = nx.check_floating(logits, "logits")
-    labels = nx.check_integer(labels, "labels")
-    nx.check_min_rank(logits, 2, "logits")
+    logits = ck.check_floating(logits, "logits")
+    labels = ck.check_integer(labels, "labels")
+    ck.check_min_rank(logits, 2, "logits")
     ce = softmax_cross_entropy_with_integer_labels(logits, labels)
-    mask = nx.example_mask(where, labels.shape)
+    mask = ck.example_mask(where, labels.shape)
     weights = jnp.ones_like(ce) if mask is None else mask.astype(ce.dtype)
     total = jnp.sum(jnp.where(weights > 0, ce, 0.0), axis=-1)
     count = jnp.sum(weights, axis=-1)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 # --------------------------------------------------------------------------------------------
 # OOD scores from logits.
@@ -40,13 +40,13 @@ def _class_last(
     logits: jax.typing.ArrayLike, axis: int, where: jax.typing.ArrayLike | None, fn: str
 ) -> tuple[jax.Array, jax.Array | None]:
     """Validate logits (floating, rank >= 1, one class axis), upcast, and move classes last."""
-    logits = nx.check_floating(logits, "logits")
+    logits = ck.check_floating(logits, "logits")
     if logits.ndim < 1:
         raise ValueError(
             f"entjax.{fn}: `logits` must have a class axis, got a scalar; pass shape "
             "`[..., num_classes]`."
         )
-    axes = nx.normalize_axes(axis, logits.ndim)
+    axes = ck.normalize_axes(axis, logits.ndim)
     if len(axes) != 1:
         raise ValueError(f"entjax.{fn}: `axis` must be a single class axis, got {axis!r}.")
     mask = nx.class_mask_last(where, logits.shape, axes)
@@ -172,7 +172,7 @@ def energy_score(
             f"entjax.energy_score: `temperature` of shape {t.shape} has more axes than the "
             f"output (shape {batch})."
         )
-    nx.check_broadcastable(t, batch, "temperature", to="the output")
+    ck.check_broadcastable(t, batch, "temperature", to="the output")
     t = jnp.broadcast_to(t, batch)
     ls = nx.masked_log_softmax(x / t[..., None], mask)
     return jnp.where(ls.any_valid, -t * ls.lse, 0.0)
@@ -247,6 +247,45 @@ def _pair_masks(
     return keep_in, keep_out
 
 
+def _pair_weights(
+    weights: Sequence[jax.typing.ArrayLike | None] | None,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    fn: str,
+) -> tuple[jax.Array | None, jax.Array | None]:
+    if weights is None:
+        return None, None
+    if not isinstance(weights, (tuple, list)) or len(weights) != 2:
+        raise TypeError(
+            f"entjax.{fn}: `weights` must be a pair `(in_weights, out_weights)` of arrays (either "
+            f"may be None), got {type(weights).__name__}."
+        )
+    out = []
+    pairs = ((weights[0], in_shape, "weights[0]"), (weights[1], out_shape, "weights[1]"))
+    for w, shape, name in pairs:
+        if w is None:
+            out.append(None)
+            continue
+        w = jnp.asarray(w)
+        if not (jnp.issubdtype(w.dtype, jnp.integer) or jnp.issubdtype(w.dtype, jnp.floating)):
+            raise TypeError(
+                f"entjax.{fn}: `{name}` must hold real non-negative weights (got dtype {w.dtype})."
+            )
+        try:
+            ok = jnp.broadcast_shapes(w.shape, shape) == tuple(shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"entjax.{fn}: `{name}` of shape {w.shape} does not broadcast to the scores' "
+                f"shape {tuple(shape)}."
+            )
+        if _concrete(w) and bool(jnp.any(w < 0)):
+            raise ValueError(f"entjax.{fn}: `{name}` has negative entries; weights must be >= 0.")
+        out.append(jnp.broadcast_to(w, shape))
+    return out[0], out[1]
+
+
 def _concrete(*xs: object) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
@@ -293,6 +332,7 @@ def _rank(
     out_scores: jax.typing.ArrayLike,
     where: Sequence[jax.typing.ArrayLike | None] | None,
     fn: str,
+    weights: Sequence[jax.typing.ArrayLike | None] | None = None,
 ) -> _Ranked:
     s_in = _check_scores(in_scores, "in_scores", fn)
     s_out = _check_scores(out_scores, "out_scores", fn)
@@ -303,31 +343,54 @@ def _rank(
             "set's examples). Broadcast them explicitly, e.g. with `jnp.broadcast_to`."
         )
     keep_in, keep_out = _pair_masks(where, s_in.shape, s_out.shape, fn)
-    _reject_nan(s_in, keep_in, "in_scores", fn)
-    _reject_nan(s_out, keep_out, "out_scores", fn)
+    wt_in, wt_out = _pair_weights(weights, s_in.shape, s_out.shape, fn)
     key_dtype = jnp.result_type(s_in, s_out)
     dtype = jnp.promote_types(key_dtype, jnp.float32)
     if key_dtype == jnp.bool_:
         key_dtype = jnp.int32
+    # Counts are exact int32 for masks and integer weights (bootstrap counts), else floating.
+    given = [w for w in (wt_in, wt_out) if w is not None]
+    count_dtype = jnp.int32
+    if any(jnp.issubdtype(w.dtype, jnp.floating) for w in given):
+        count_dtype = dtype
+    w_in = keep_in.astype(count_dtype)
+    w_out = keep_out.astype(count_dtype)
+    if wt_in is not None:
+        w_in = w_in * wt_in.astype(count_dtype)
+    if wt_out is not None:
+        w_out = w_out * wt_out.astype(count_dtype)
+    _reject_nan(s_in, w_in > 0, "in_scores", fn)
+    _reject_nan(s_out, w_out > 0, "out_scores", fn)
     s = jnp.concatenate([s_in.astype(key_dtype), s_out.astype(key_dtype)], axis=-1)
-    w_in = jnp.concatenate([keep_in, jnp.zeros_like(keep_out)], axis=-1).astype(jnp.int32)
-    w_out = jnp.concatenate([jnp.zeros_like(keep_in), keep_out], axis=-1).astype(jnp.int32)
-    kept = (w_in + w_out) > 0
-    has_nan = jnp.any(jnp.isnan(s) & kept, axis=-1, keepdims=True)
-    # A dropped example keeps a harmless key (it may tie with kept ones: its weights are 0).
-    s = jnp.where(kept, s, jnp.zeros((), key_dtype))
+    w_in, w_out = (
+        jnp.concatenate([w_in, jnp.zeros_like(w_out)], axis=-1),
+        jnp.concatenate([jnp.zeros_like(w_in), w_out], axis=-1),
+    )
+    has_nan = jnp.any(jnp.isnan(s) & ((w_in + w_out) > 0), axis=-1, keepdims=True)
+    # The sort depends on the scores alone (a dropped or zero-weight example keeps its key and
+    # adds nothing to the counts; NaN keys are each a group of their own), so under
+    # ``jax.vmap`` over weights or masks (a bootstrap) the scores are sorted once.
     last = s.ndim - 1
-    s, w_in, w_out = lax.sort((s, w_in, w_out), dimension=last, num_keys=1)
+    iota = lax.broadcasted_iota(jnp.int32, s.shape, last)
+    s, order = lax.sort((s, iota), dimension=last, num_keys=1)
+    w_in = jnp.take_along_axis(w_in, order, axis=-1)
+    w_out = jnp.take_along_axis(w_out, order, axis=-1)
     start = jnp.concatenate([jnp.ones_like(s[..., :1], bool), s[..., 1:] != s[..., :-1]], -1)
     first, last_i = _tie_groups(start)
-    cum_in = jnp.cumsum(w_in, axis=-1, dtype=jnp.int32)
-    cum_out = jnp.cumsum(w_out, axis=-1, dtype=jnp.int32)
+    cum_in = jnp.cumsum(w_in, axis=-1, dtype=count_dtype)
+    cum_out = jnp.cumsum(w_out, axis=-1, dtype=count_dtype)
     in_below = jnp.take_along_axis(cum_in - w_in, first, axis=-1)
     in_le = jnp.take_along_axis(cum_in, last_i, axis=-1)
     out_below = jnp.take_along_axis(cum_out - w_out, first, axis=-1)
     return _Ranked(
         w_out, in_below, in_le, out_below, cum_in[..., -1:], cum_out[..., -1:], has_nan, dtype
     )
+
+
+def _ratio(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` where ``den > 0``, else 0 (weighted counts may be any non-negative size)."""
+    positive = den > 0
+    return jnp.where(positive, num / jnp.where(positive, den, 1), 0)
 
 
 def _finish(r: _Ranked, value: jax.Array) -> jax.Array:
@@ -345,6 +408,7 @@ def auroc(
     out_scores: jax.typing.ArrayLike,
     *,
     where: Sequence[jax.typing.ArrayLike | None] | None = None,
+    weights: Sequence[jax.typing.ArrayLike | None] | None = None,
 ) -> jax.Array:
     r"""Area under the ROC curve of detecting the OOD set (positive) by a score, per last axis.
 
@@ -369,6 +433,10 @@ def auroc(
       out_scores: scores of the out-of-distribution examples, shape ``[..., n_out]``.
       where: optional pair ``(in_mask, out_mask)`` of boolean masks broadcastable to the
         scores' shapes (either may be ``None``); ``False`` drops an example.
+      weights: optional pair ``(in_weights, out_weights)`` of non-negative example weights
+        broadcastable to the scores' shapes (either may be ``None``), as scikit-learn's
+        ``sample_weight``: an example of weight ``w`` counts as ``w`` copies (integer weights
+        are counted exactly, e.g. bootstrap counts); weight 0 drops it.
 
     Returns:
       The AUROC, shape ``[...]``, float32 (float64 for float64 scores).
@@ -384,12 +452,12 @@ def auroc(
       Characteristic (ROC) Curve*, Radiology 1982. Hendrycks & Gimpel, *A Baseline for
       Detecting Misclassified and Out-of-Distribution Examples in Neural Networks*, ICLR 2017.
     """
-    r = _rank(in_scores, out_scores, where, "auroc")
+    r = _rank(in_scores, out_scores, where, "auroc", weights)
     # Σ_out (2·below + tied) = Σ_out (below + at-most), halved; summed in the result dtype.
     pairs = (r.in_below + r.in_le).astype(r.dtype) * r.w_out.astype(r.dtype)
     num = jnp.sum(pairs, axis=-1, keepdims=True)
     den = 2.0 * r.n_in.astype(r.dtype) * r.n_out.astype(r.dtype)
-    return _finish(r, num / jnp.maximum(den, 1.0))
+    return _finish(r, _ratio(num, den))
 
 
 def aupr(
@@ -397,6 +465,7 @@ def aupr(
     out_scores: jax.typing.ArrayLike,
     *,
     where: Sequence[jax.typing.ArrayLike | None] | None = None,
+    weights: Sequence[jax.typing.ArrayLike | None] | None = None,
 ) -> jax.Array:
     r"""Area under the precision-recall curve (average precision), OOD positive, over the last axis.
 
@@ -419,6 +488,10 @@ def aupr(
       out_scores: scores of the out-of-distribution examples, shape ``[..., n_out]``.
       where: optional pair ``(in_mask, out_mask)`` of boolean masks broadcastable to the
         scores' shapes (either may be ``None``); ``False`` drops an example.
+      weights: optional pair ``(in_weights, out_weights)`` of non-negative example weights
+        broadcastable to the scores' shapes (either may be ``None``), as scikit-learn's
+        ``sample_weight``: an example of weight ``w`` counts as ``w`` copies (integer weights
+        are counted exactly, e.g. bootstrap counts); weight 0 drops it.
 
     Returns:
       The average precision, shape ``[...]``, float32 (float64 for float64 scores).
@@ -434,13 +507,13 @@ def aupr(
       Hendrycks & Gimpel, *A Baseline for Detecting Misclassified and Out-of-Distribution
       Examples in Neural Networks*, ICLR 2017.
     """
-    r = _rank(in_scores, out_scores, where, "aupr")
+    r = _rank(in_scores, out_scores, where, "aupr", weights)
     # Each OOD example adds 1/n_out of recall at its group's threshold, at that precision.
     tp = (r.n_out - r.out_below).astype(r.dtype)
     fp = (r.n_in - r.in_below).astype(r.dtype)
-    precision = tp / jnp.maximum(tp + fp, 1.0)
+    precision = _ratio(tp, tp + fp)
     num = jnp.sum(r.w_out.astype(r.dtype) * precision, axis=-1, keepdims=True)
-    return _finish(r, num / jnp.maximum(r.n_out.astype(r.dtype), 1.0))
+    return _finish(r, _ratio(num, r.n_out.astype(r.dtype)))
 
 
 def fpr_at_tpr(
@@ -449,6 +522,7 @@ def fpr_at_tpr(
     *,
     tpr: jax.typing.ArrayLike = 0.95,
     where: Sequence[jax.typing.ArrayLike | None] | None = None,
+    weights: Sequence[jax.typing.ArrayLike | None] | None = None,
 ) -> jax.Array:
     r"""False-positive rate at the first threshold that reaches a true-positive rate, per row.
 
@@ -476,6 +550,10 @@ def fpr_at_tpr(
         ``ValueError``).
       where: optional pair ``(in_mask, out_mask)`` of boolean masks broadcastable to the
         scores' shapes (either may be ``None``); ``False`` drops an example.
+      weights: optional pair ``(in_weights, out_weights)`` of non-negative example weights
+        broadcastable to the scores' shapes (either may be ``None``), as scikit-learn's
+        ``sample_weight``: an example of weight ``w`` counts as ``w`` copies (integer weights
+        are counted exactly, e.g. bootstrap counts); weight 0 drops it.
 
     Returns:
       The false-positive rate, shape ``[...]``, float32 (float64 for float64 scores).
@@ -500,7 +578,7 @@ def fpr_at_tpr(
             raise ValueError(
                 f"entjax.fpr_at_tpr: `tpr` must be in (0, 1], got {tpr!r}; e.g. `tpr=0.95`."
             )
-    r = _rank(in_scores, out_scores, where, "fpr_at_tpr")
+    r = _rank(in_scores, out_scores, where, "fpr_at_tpr", weights)
     batch = r.w_out.shape[:-1]
     target = jnp.asarray(tpr, r.dtype)
     if target.ndim > len(batch):
@@ -508,13 +586,12 @@ def fpr_at_tpr(
             f"entjax.fpr_at_tpr: `tpr` of shape {target.shape} has more axes than the batch "
             f"shape {batch}."
         )
-    nx.check_broadcastable(target, batch, "tpr", to="the batch shape")
+    ck.check_broadcastable(target, batch, "tpr", to="the batch shape")
     target = jnp.broadcast_to(target, batch)[..., None]
-    n_out = jnp.maximum(r.n_out, 1).astype(r.dtype)
-    reached = (r.n_out - r.out_below).astype(r.dtype) / n_out >= target
+    reached = _ratio((r.n_out - r.out_below).astype(r.dtype), r.n_out.astype(r.dtype)) >= target
     flagged_in = jnp.where(reached, r.n_in - r.in_below, r.n_in)
     fpr = jnp.min(flagged_in, axis=-1, keepdims=True).astype(r.dtype)
-    return _finish(r, fpr / jnp.maximum(r.n_in, 1).astype(r.dtype))
+    return _finish(r, _ratio(fpr, r.n_in.astype(r.dtype)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,14 +9,14 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 
 def categorical_kl(
     p_logits: jax.typing.ArrayLike,
     q_logits: jax.typing.ArrayLike,
     *,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     base: float | None = None,
 ) -> jax.Array:
@@ -68,7 +68,7 @@ def categorical_kl(
 def kl_divergence(
     log_predictions: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""KL divergence of predictions from targets, the drop-in for ``optax.kl_divergence``.
@@ -108,33 +108,33 @@ def kl_divergence(
       Kullback & Leibler, *On Information and Sufficiency*, 1951. Optax documentation,
       ``optax.losses.kl_divergence``.
     """
-    log_predictions = nx.check_floating(log_predictions, "log_predictions")
-    targets = nx.check_floating(targets, "targets")
+    log_predictions = ck.check_floating(log_predictions, "log_predictions")
+    targets = ck.check_floating(targets, "targets")
     dtype = nx.compute_dtype(log_predictions, targets)
     lp, t = jnp.broadcast_arrays(nx.upcast(log_predictions, dtype), nx.upcast(targets, dtype))
     # t log t - t log p̂ with 0 log 0 = 0 and 0 * (-inf) = 0, for values and gradients.
     terms = nx.xlogx(t) - nx.safe_mul(t, lp)
     if where is not None:
-        where = nx.check_bool_mask(where)
+        where = ck.check_bool_mask(where)
     return jnp.sum(terms, axis=axis, where=where)
 
 
 def _two_logits(
     p_logits: jax.typing.ArrayLike,
     q_logits: jax.typing.ArrayLike,
-    axis: nx.Axis,
+    axis: ck.Axis,
     where: jax.typing.ArrayLike | None,
 ) -> tuple[jax.Array, jax.Array]:
     """Both logits checked, upcast, classes last, and masked classes set to ``-inf``."""
-    p_logits = nx.check_floating(p_logits, "p_logits")
-    q_logits = nx.check_floating(q_logits, "q_logits")
-    nx.check_min_rank(p_logits, 1, "p_logits")
+    p_logits = ck.check_floating(p_logits, "p_logits")
+    q_logits = ck.check_floating(q_logits, "q_logits")
+    ck.check_min_rank(p_logits, 1, "p_logits")
     if p_logits.shape != q_logits.shape:
         raise ValueError(
             f"`p_logits` and `q_logits` must have the same shape, got {p_logits.shape} and "
             f"{q_logits.shape}."
         )
-    axes = nx.normalize_axes(axis, p_logits.ndim)
+    axes = ck.normalize_axes(axis, p_logits.ndim)
     mask = nx.class_mask_last(where, p_logits.shape, axes)
     dtype = nx.compute_dtype(p_logits, q_logits)
     xp = nx.class_axes_last(nx.upcast(p_logits, dtype), axes)
@@ -297,7 +297,7 @@ def js_divergence(
     p_logits: jax.typing.ArrayLike,
     q_logits: jax.typing.ArrayLike,
     *,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     base: float | None = None,
 ) -> jax.Array:
@@ -344,7 +344,7 @@ def gaussian_kl(
     *,
     prior_mean: jax.typing.ArrayLike = 0.0,
     prior_log_var: jax.typing.ArrayLike = 0.0,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     base: float | None = None,
 ) -> jax.Array:
@@ -385,10 +385,10 @@ def gaussian_kl(
     References:
       Kingma & Welling, *Auto-Encoding Variational Bayes*, ICLR 2014, appendix B.
     """
-    mean = nx.check_floating(mean, "mean")
-    log_var = nx.check_floating(log_var, "log_var")
-    prior_mean = nx.check_floating(prior_mean, "prior_mean")
-    prior_log_var = nx.check_floating(prior_log_var, "prior_log_var")
+    mean = ck.check_floating(mean, "mean")
+    log_var = ck.check_floating(log_var, "log_var")
+    prior_mean = ck.check_floating(prior_mean, "prior_mean")
+    prior_log_var = ck.check_floating(prior_log_var, "prior_log_var")
     # Python-scalar priors stay weakly typed: a float32 posterior keeps a float32 result.
     dtype = nx.compute_dtype(mean, log_var, prior_mean, prior_log_var)
     args = {"mean": mean, "log_var": log_var, "prior_mean": prior_mean}
@@ -399,10 +399,10 @@ def gaussian_kl(
         shapes = ", ".join(f"`{k}` {a.shape}" for k, a in args.items())
         raise ValueError(f"gaussian_kl: the inputs do not broadcast together: {shapes}.") from None
     mu, v, mu0, v0 = (jnp.broadcast_to(a.astype(dtype), shape) for a in args.values())
-    axes = nx.normalize_axes(axis, len(shape)) if shape else ()
+    axes = ck.normalize_axes(axis, len(shape)) if shape else ()
     d = v - v0
     terms = jnp.expm1(d) - d + nx.safe_mul(jnp.square(mu - mu0), jnp.exp(-v0))
-    mask = nx.example_mask(where, shape)
+    mask = ck.example_mask(where, shape)
     if mask is not None:
         terms = jnp.where(mask, terms, 0.0)
     kl = 0.5 * jnp.sum(terms, axis=axes)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 
 class EnsembleUncertainty(NamedTuple):
@@ -57,7 +57,7 @@ def _members(
     class_axis: int,
     where: jax.typing.ArrayLike | None,
 ) -> _Members:
-    x = nx.check_floating(member_logits, "member_logits")
+    x = ck.check_floating(member_logits, "member_logits")
     if x.ndim < 2:
         raise ValueError(
             "`member_logits` must have a member axis and a class axis (rank >= 2), got shape "
@@ -69,7 +69,7 @@ def _members(
         raise ValueError(f"`axis` ({axis}) and `class_axis` ({class_axis}) name the same axis.")
     mask = None
     if where is not None:
-        mask = nx.check_bool_mask(where)
+        mask = ck.check_bool_mask(where)
         if mask.ndim == x.ndim - 1:
             mask = jnp.expand_dims(mask, m)
         elif mask.ndim == x.ndim - 2:
@@ -80,7 +80,7 @@ def _members(
                 f"the members (rank {x.ndim - 1}) nor per-example (rank {x.ndim - 2}) for "
                 f"`member_logits` of shape {x.shape}."
             )
-        nx.check_broadcastable(mask, x.shape, "where", to="member_logits")
+        ck.check_broadcastable(mask, x.shape, "where", to="member_logits")
         mask = jnp.moveaxis(jnp.broadcast_to(mask, x.shape), (m, c), (0, -1))
     x = jnp.moveaxis(nx.upcast(x), (m, c), (0, -1))
     ls = nx.masked_log_softmax(x, mask)

@@ -7,13 +7,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 
 def entropy(
     logits: jax.typing.ArrayLike,
     *,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     base: float | None = None,
 ) -> jax.Array:
@@ -45,9 +45,9 @@ def entropy(
       Shannon, *A Mathematical Theory of Communication*, 1948. Cover & Thomas, *Elements of
       Information Theory*, 2nd ed., 2006, §2.1.
     """
-    logits = nx.check_floating(logits, "logits")
-    nx.check_min_rank(logits, 1, "logits")
-    axes = nx.normalize_axes(axis, logits.ndim)
+    logits = ck.check_floating(logits, "logits")
+    ck.check_min_rank(logits, 1, "logits")
+    axes = ck.normalize_axes(axis, logits.ndim)
     mask = nx.class_mask_last(where, logits.shape, axes)
     logits = nx.class_axes_last(nx.upcast(logits), axes)
     if mask is not None:
@@ -95,7 +95,7 @@ def _softmax_entropy_jvp(primals, tangents):
 def entropy_from_probs(
     probs: jax.typing.ArrayLike,
     *,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     base: float | None = None,
 ) -> jax.Array:
@@ -126,9 +126,9 @@ def entropy_from_probs(
     References:
       Cover & Thomas, *Elements of Information Theory*, 2nd ed., 2006, §2.1.
     """
-    probs = nx.check_floating(probs, "probs")
-    nx.check_min_rank(probs, 1, "probs")
-    axes = nx.normalize_axes(axis, probs.ndim)
+    probs = ck.check_floating(probs, "probs")
+    ck.check_min_rank(probs, 1, "probs")
+    axes = ck.normalize_axes(axis, probs.ndim)
     mask = nx.class_mask_last(where, probs.shape, axes)
     probs = nx.class_axes_last(nx.upcast(probs), axes)
     if mask is not None:
@@ -167,8 +167,8 @@ def binary_entropy(
     References:
       Cover & Thomas, *Elements of Information Theory*, 2nd ed., 2006, eq. (2.5).
     """
-    logits = nx.check_floating(logits, "logits")
-    mask = nx.example_mask(where, logits.shape)
+    logits = ck.check_floating(logits, "logits")
+    mask = ck.example_mask(where, logits.shape)
     x = jnp.abs(nx.upcast(logits))
     finite = jnp.isfinite(x)
     keep = finite if mask is None else finite & mask
@@ -181,7 +181,7 @@ def binary_entropy(
 
 
 def _check_joint(joint_probs: jax.typing.ArrayLike) -> jax.Array:
-    joint = nx.check_floating(joint_probs, "joint_probs")
+    joint = ck.check_floating(joint_probs, "joint_probs")
     if joint.ndim < 2:
         raise ValueError(
             f"`joint_probs` must be a table p(x, y) with x on axis -2 and y on axis -1 "

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 _EULER_GAMMA = 0.57721566490153286061
 
@@ -43,8 +43,8 @@ def _digamma_int(m: int) -> float:
 
 
 def _check_scores(scores: jax.typing.ArrayLike, *, min_n: int) -> jax.Array:
-    scores = nx.check_floating(scores, "scores")
-    nx.check_min_rank(scores, 2, "scores")
+    scores = ck.check_floating(scores, "scores")
+    ck.check_min_rank(scores, 2, "scores")
     n, m = scores.shape[-2:]
     if n != m:
         raise ValueError(
@@ -74,7 +74,7 @@ def _offdiag_logmeanexp(scores: jax.Array) -> jax.Array:
 
 
 def _check_samples(samples: jax.typing.ArrayLike, name: str, *, k: int) -> jax.Array:
-    samples = nx.check_floating(samples, name)
+    samples = ck.check_floating(samples, name)
     if samples.ndim < 2:
         raise ValueError(
             f"`{name}` must have shape [..., num_samples, dim], got {samples.shape}; "
@@ -361,8 +361,8 @@ def mine_bound(
     if isinstance(decay, int | float) and not 0.0 <= decay <= 1.0:
         raise ValueError(f"`decay` must lie in [0, 1], got {decay}.")
     if ema is not None:
-        ema = nx.check_floating(ema, "ema")
-        nx.check_broadcastable(ema, scores.shape[:-2], "ema", to="the batch shape of scores")
+        ema = ck.check_floating(ema, "ema")
+        ck.check_broadcastable(ema, scores.shape[:-2], "ema", to="the batch shape of scores")
     return _mine(scores, ema, decay, base=base)
 
 
@@ -432,7 +432,7 @@ def knn_entropy(
       Information Transmission, 1987. Kraskov, Stögbauer & Grassberger, *Estimating Mutual
       Information*, Phys. Rev. E, 2004, eq. (20).
     """
-    k = nx.static_int(k, "k", minimum=1)
+    k = ck.static_int(k, "k", minimum=1)
     samples = _check_samples(samples, "samples", k=k)
     if norm not in ("euclidean", "max"):
         raise ValueError(f"`norm` must be 'euclidean' or 'max', got {norm!r}.")
@@ -500,7 +500,7 @@ def ksg_mutual_information(
       Kraskov, Stögbauer & Grassberger, *Estimating Mutual Information*, Phys. Rev. E 69, 066138,
       2004 (their estimator (8)).
     """
-    k = nx.static_int(k, "k", minimum=1)
+    k = ck.static_int(k, "k", minimum=1)
     x = _check_samples(x, "x", k=k)
     y = _check_samples(y, "y", k=k)
     if x.shape[-2] != y.shape[-2]:
@@ -508,7 +508,7 @@ def ksg_mutual_information(
             f"`x` and `y` must hold the same number of paired samples, got shapes {x.shape} "
             f"and {y.shape}."
         )
-    nx.check_broadcastable(x[..., 0, 0], y.shape[:-2], "x", to="the leading axes of y")
+    ck.check_broadcastable(x[..., 0, 0], y.shape[:-2], "x", to="the leading axes of y")
     return _ksg(x, y, k=k, base=base)
 
 
@@ -593,11 +593,11 @@ def binned_mutual_information(
       Saxe, Bansal, Dapello, Advani, Kolchinsky, Tracey & Cox, *On the Information Bottleneck
       Theory of Deep Learning*, ICLR 2018.
     """
-    num_bins = nx.static_int(num_bins, "num_bins", minimum=1)
-    x = nx.check_integer(x, "x")
-    t = nx.check_floating(t, "t")
-    nx.check_min_rank(t, 2, "t")
-    nx.check_shape(x, t.shape[:-1], "x", expected="one symbol per row of `t`")
+    num_bins = ck.static_int(num_bins, "num_bins", minimum=1)
+    x = ck.check_integer(x, "x")
+    t = ck.check_floating(t, "t")
+    ck.check_min_rank(t, 2, "t")
+    ck.check_shape(x, t.shape[:-1], "x", expected="one symbol per row of `t`")
     if t.shape[-2] < 1:
         raise ValueError(f"too few samples: `t` has shape {t.shape}.")
     if value_range is not None:
@@ -642,7 +642,7 @@ def _binned_mi(
 def _kernel_mi(
     h: jax.typing.ArrayLike, noise_std: jax.typing.ArrayLike, scale: float, base: float | None
 ) -> jax.Array:
-    h = nx.check_floating(h, "h")
+    h = ck.check_floating(h, "h")
     if h.ndim < 2:
         raise ValueError(f"`h` must have shape [..., n, dim], got {h.shape}.")
     if h.shape[-2] < 1:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 WeightLayout = Literal["dv", "vd"]
 
@@ -301,9 +301,9 @@ _fused_stats.defvjp(_fused_stats_fwd, _fused_stats_bwd)
 
 
 def _prepare(hidden, weight, *, bias, weight_layout, chunk_size, labels, where) -> _Prepared:
-    hidden = nx.check_floating(hidden, "hidden")
-    weight = nx.check_floating(weight, "weight")
-    nx.check_min_rank(hidden, 1, "hidden")
+    hidden = ck.check_floating(hidden, "hidden")
+    weight = ck.check_floating(weight, "weight")
+    ck.check_min_rank(hidden, 1, "hidden")
     if weight_layout not in ("dv", "vd"):
         raise ValueError(
             f'`weight_layout` must be "dv" ([D, V]) or "vd" ([V, D]), got {weight_layout!r}.'
@@ -321,16 +321,16 @@ def _prepare(hidden, weight, *, bias, weight_layout, chunk_size, labels, where) 
     num_classes = weight.shape[1 - d_axis]
     if num_classes < 1:
         raise ValueError("`weight` must have at least one class.")
-    nx.static_int(chunk_size, "chunk_size", minimum=1)
+    ck.static_int(chunk_size, "chunk_size", minimum=1)
     batch_shape = hidden.shape[:-1]
     if bias is not None:
-        bias = nx.check_floating(bias, "bias")
-        nx.check_shape(bias, (num_classes,), "bias", expected="[V]")
+        bias = ck.check_floating(bias, "bias")
+        ck.check_shape(bias, (num_classes,), "bias", expected="[V]")
     if labels is not None:
-        labels = nx.check_integer(labels, "labels")
-        nx.check_shape(labels, batch_shape, "labels", expected="hidden without its last axis")
+        labels = ck.check_integer(labels, "labels")
+        ck.check_shape(labels, batch_shape, "labels", expected="hidden without its last axis")
         labels = labels.reshape(-1).astype(jnp.int32)
-    mask = nx.example_mask(where, batch_shape)
+    mask = ck.example_mask(where, batch_shape)
     # Matmuls run in the promoted input dtype (bf16 stays bf16); the weight is cast per chunk.
     mm_dtype = jnp.result_type(hidden.dtype, weight.dtype)
     h = hidden.reshape(-1, dim).astype(mm_dtype)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 import optax.tree_utils as otu
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 from ._validation import user_check
 
 _NUM_POLISH_STEPS = 2
@@ -373,8 +373,8 @@ def max_entropy(
       *I-Divergence Geometry of Probability Distributions and Minimization Problems*, Annals
       of Probability, 1975.
     """
-    features = nx.check_floating(features, "features")
-    targets = nx.check_floating(targets, "targets")
+    features = ck.check_floating(features, "features")
+    targets = ck.check_floating(targets, "targets")
     if features.ndim != 2:
         raise ValueError(
             f"`features` must have shape [support, J] (one row per support point, one column "
@@ -383,13 +383,13 @@ def max_entropy(
     support_size, num_features = features.shape
     if support_size < 1:
         raise ValueError("`features` must have at least one row (support point).")
-    nx.check_shape(
+    ck.check_shape(
         targets, (num_features,), "targets", expected="[J], one per column of `features`"
     )
     arrays = [features, targets]
     if log_base_measure is not None:
-        log_q = nx.check_floating(log_base_measure, "log_base_measure")
-        nx.check_shape(
+        log_q = ck.check_floating(log_base_measure, "log_base_measure")
+        ck.check_shape(
             log_q, (support_size,), "log_base_measure", expected="[support], one per row"
         )
         arrays.append(log_q)
@@ -399,8 +399,8 @@ def max_entropy(
         tol = _default_tol(dtype)
     elif isinstance(tol, int | float) and not tol > 0:
         raise ValueError(f"`tol` must be positive, got {tol}.")
-    max_iter = nx.static_int(max_iter, "max_iter", minimum=1)
-    memory_size = nx.static_int(memory_size, "memory_size", minimum=1)
+    max_iter = ck.static_int(max_iter, "max_iter", minimum=1)
+    memory_size = ck.static_int(memory_size, "memory_size", minimum=1)
     result = _max_entropy(
         features.astype(dtype),
         targets.astype(dtype),

@@ -1,16 +1,17 @@
-"""Private numerical helpers shared by every entjax module.
+"""Private safe maths and backend dispatch shared by every entjax module.
 
-One helper per trick, used everywhere:
+One helper per trick, used everywhere (argument checks live apart, in ``_checks.py``):
 
-* trace-time guards that name the argument: dtypes (``check_floating``, ``check_integer``,
-  ``check_bool_mask``), shapes, and static integer options (``static_int``);
 * ``compute_dtype`` / ``upcast``: compute in at least float32 (bf16/fp16 inputs are promoted,
   Python scalars stay weakly typed);
-* ``class_axes_last``: move the (possibly several) class axes to one trailing axis, optax-style;
+* ``class_axes_last`` / ``class_mask_last``: move the (possibly several) class axes of logits
+  and of an optax-style ``where`` to one trailing axis; ``to_base``: nats to bits;
 * ``stable_shift``: the max-shift of a log-sum-exp, finite and gradient-free; ``row_max_shift``:
   the same over the last axis, select-free so that XLA:CPU fuses it with the sum that follows;
 * ``fallback_unless``: a fast formula with a careful recomputation that runs only when a check
-  on the fast result fails; ``on_cpu``: an algorithm chosen by backend at lowering time;
+  on the fast result fails; ``by_row_blocks``: a row-wise function on bounded blocks;
+* ``on_cpu``: an algorithm chosen by backend at lowering time, overridden for tests by
+  ``ENTJAX_FORCE_DEFAULT_FORMS`` (:data:`FORCE_DEFAULT_FORMS`, ``default_forms_forced``);
 * ``masked_log_softmax``: log-softmax that treats ``-inf`` logits and ``where=False`` entries as
   structural zeros, with finite values *and* gradients for fully masked rows;
 * ``xlogx`` / ``xlogy``: ``0 * log 0 = 0`` with finite derivatives (custom JVPs).
@@ -19,9 +20,7 @@ One helper per trick, used everywhere:
 from __future__ import annotations
 
 import math
-import operator
 import os
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -29,79 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-Axis = int | Sequence[int] | None
-
-
-# --------------------------------------------------------------------------------------------
-# Trace-time checks.
-
-
-def check_floating(x: jax.typing.ArrayLike, name: str) -> jax.Array:
-    """Return ``x`` as an array, raising ``TypeError`` naming ``name`` unless it is floating."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(
-            f"`{name}` must have a floating dtype (got {x.dtype}); "
-            f"cast it with `{name}.astype(jnp.float32)`."
-        )
-    return x
-
-
-def check_integer(x: jax.typing.ArrayLike, name: str) -> jax.Array:
-    """Return ``x`` as an array, raising ``TypeError`` naming ``name`` unless it is integer."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise TypeError(
-            f"`{name}` must hold integer class indices (got dtype {x.dtype}); for probability "
-            "targets use the soft-label function instead."
-        )
-    return x
-
-
-def check_bool_mask(where: jax.typing.ArrayLike, name: str = "where") -> jax.Array:
-    """Return ``where`` as an array, raising ``TypeError`` naming ``name`` unless it is boolean."""
-    where = jnp.asarray(where)
-    if where.dtype != jnp.bool_:
-        raise TypeError(f"`{name}` must be a boolean mask, got dtype {where.dtype}.")
-    return where
-
-
-def static_int(value: int, name: str, *, minimum: int | None = None) -> int:
-    """``value`` as a Python int (a static, trace-time option), at least ``minimum``.
-
-    Accepts anything ``operator.index`` accepts (Python and NumPy integers); raises ``TypeError``
-    naming ``name`` for floats and traced values, ``ValueError`` below ``minimum``.
-    """
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"`{name}` must be a Python int (a static option), got {type(value).__name__}; "
-            f"mark it static under jit, e.g. `jax.jit(f, static_argnames='{name}')`."
-        ) from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
-    return value
-
-
-def check_min_rank(x: jax.Array, rank: int, name: str) -> None:
-    if x.ndim < rank:
-        raise ValueError(f"`{name}` must have rank >= {rank}, got shape {x.shape}.")
-
-
-def check_shape(x: jax.Array, shape: tuple[int, ...], name: str, *, expected: str) -> None:
-    if tuple(x.shape) != tuple(shape):
-        raise ValueError(f"`{name}` has shape {x.shape}, expected {tuple(shape)} ({expected}).")
-
-
-def check_broadcastable(x: jax.Array, shape: tuple[int, ...], name: str, *, to: str) -> None:
-    try:
-        jnp.broadcast_shapes(x.shape, shape)
-    except ValueError:
-        raise ValueError(
-            f"`{name}` with shape {x.shape} does not broadcast against {to} of shape {shape}."
-        ) from None
-
+from . import _checks as ck
 
 # --------------------------------------------------------------------------------------------
 # Precision and axes.
@@ -119,22 +46,6 @@ def compute_dtype(*xs: jax.typing.ArrayLike) -> jnp.dtype:
 def upcast(x: jax.Array, dtype: jnp.dtype | None = None) -> jax.Array:
     """Cast ``x`` to ``dtype`` (default: at least float32)."""
     return x.astype(dtype if dtype is not None else compute_dtype(x))
-
-
-def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    if not axes:
-        raise ValueError("`axis` must name at least one axis.")
-    out = []
-    for a in axes:
-        if not -ndim <= a < ndim:
-            raise ValueError(f"`axis` {a} is out of range for an input of rank {ndim}.")
-        out.append(a % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"`axis` {axis} repeats an axis.")
-    return tuple(out)
 
 
 def class_axes_last(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
@@ -156,7 +67,7 @@ def class_mask_last(
     """
     if where is None:
         return None
-    where = check_bool_mask(where)
+    where = ck.check_bool_mask(where)
     if where.ndim != len(shape):
         if where.ndim != len(shape) - len(axes):
             raise ValueError(
@@ -165,17 +76,8 @@ def class_mask_last(
                 f"for logits of shape {shape}."
             )
         where = jnp.expand_dims(where, axes)
-    check_broadcastable(where, shape, "where", to="logits")
+    ck.check_broadcastable(where, shape, "where", to="logits")
     return class_axes_last(jnp.broadcast_to(where, shape), axes)
-
-
-def example_mask(where: jax.typing.ArrayLike | None, shape: tuple[int, ...]) -> jax.Array | None:
-    """Validate a per-element boolean ``where`` for element-wise functions."""
-    if where is None:
-        return None
-    where = check_bool_mask(where)
-    check_broadcastable(where, shape, "where", to="the input")
-    return jnp.broadcast_to(where, shape)
 
 
 def to_base(x: jax.Array, base: float | None) -> jax.Array:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import jax
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 from ._entropy import entropy
 
 
 def confidence_penalty(
     logits: jax.typing.ArrayLike,
     *,
-    axis: nx.Axis = -1,
+    axis: ck.Axis = -1,
     where: jax.typing.ArrayLike | None = None,
     base: float | None = None,
 ) -> jax.Array:

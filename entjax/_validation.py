@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 
 
 def validate_probs(probs: jax.typing.ArrayLike, *, axis: int = -1, atol: float = 1e-5) -> jax.Array:
@@ -52,7 +52,7 @@ def validate_probs(probs: jax.typing.ArrayLike, *, axis: int = -1, atol: float =
     References:
       Bradbury et al., JAX: ``jax.experimental.checkify`` documentation.
     """
-    probs = nx.check_floating(probs, "probs")
+    probs = ck.check_floating(probs, "probs")
     p = nx.upcast(probs)
     user_check("validate_probs", jnp.all(p >= 0), "`probs` has negative entries")
     err = jnp.max(jnp.abs(jnp.sum(p, axis=axis) - 1.0), initial=0.0)
@@ -93,7 +93,7 @@ def validate_labels(
     References:
       Bradbury et al., JAX: ``jax.experimental.checkify`` documentation.
     """
-    labels = nx.check_integer(labels, "labels")
+    labels = ck.check_integer(labels, "labels")
     ok = (labels >= 0) & (labels < num_classes)
     if ignore_index is not None:
         ok = ok | (labels == ignore_index)

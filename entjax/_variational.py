@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _numerics as nx
+from . import _checks as ck, _numerics as nx
 from ._divergences import gaussian_kl
 
 LogDensity = Callable[[jax.Array], jax.Array] | jax.typing.ArrayLike
@@ -52,13 +52,13 @@ def reparameterize(
     References:
       Kingma & Welling, *Auto-Encoding Variational Bayes*, ICLR 2014, §2.4.
     """
-    mean = nx.check_floating(mean, "mean")
-    log_var = nx.check_floating(log_var, "log_var")
-    nx.check_broadcastable(log_var, mean.shape, "log_var", to="mean")
+    mean = ck.check_floating(mean, "mean")
+    log_var = ck.check_floating(log_var, "log_var")
+    ck.check_broadcastable(log_var, mean.shape, "log_var", to="mean")
     shape = jnp.broadcast_shapes(mean.shape, log_var.shape)
     dtype = nx.compute_dtype(mean, log_var)
     if num_samples is not None:
-        num_samples = nx.static_int(num_samples, "num_samples", minimum=1)
+        num_samples = ck.static_int(num_samples, "num_samples", minimum=1)
         shape = (num_samples, *shape)
     eps = jax.random.normal(key, shape, dtype)
     std = jnp.broadcast_to(jnp.exp(0.5 * log_var.astype(dtype)), shape)
@@ -83,7 +83,7 @@ def _log_density(values: LogDensity, samples: jax.Array | None, name: str) -> ja
                 f"`{name}` is a callable: pass the latent `samples` to evaluate it on."
             )
         values = values(samples)
-    return nx.check_floating(values, name)
+    return ck.check_floating(values, name)
 
 
 def elbo(
@@ -93,7 +93,7 @@ def elbo(
     log_var: jax.typing.ArrayLike | None = None,
     prior_mean: jax.typing.ArrayLike = 0.0,
     prior_log_var: jax.typing.ArrayLike = 0.0,
-    latent_axis: nx.Axis = -1,
+    latent_axis: ck.Axis = -1,
     log_q: LogDensity | None = None,
     log_prior: LogDensity | None = None,
     samples: jax.typing.ArrayLike | None = None,
@@ -152,7 +152,7 @@ def elbo(
       Kingma & Welling, *Auto-Encoding Variational Bayes*, ICLR 2014 (eqs. 3 and 7).
       Blei, Kucukelbir & McAuliffe, *Variational Inference: A Review for Statisticians*, 2017.
     """
-    ll = nx.check_floating(log_likelihood, "log_likelihood")
+    ll = ck.check_floating(log_likelihood, "log_likelihood")
     analytic = mean is not None or log_var is not None
     monte_carlo = log_q is not None or log_prior is not None
     if analytic == monte_carlo:
@@ -163,7 +163,7 @@ def elbo(
     if sample_axis is not None:
         if ll.ndim == 0:
             raise ValueError("`log_likelihood` has no sample axis; pass `sample_axis=None`.")
-        sample_axis = nx.normalize_axes(sample_axis, ll.ndim)[0]
+        sample_axis = ck.normalize_axes(sample_axis, ll.ndim)[0]
 
     def sample_mean(x: jax.Array) -> jax.Array:
         return x if sample_axis is None else jnp.mean(x, axis=sample_axis)
@@ -181,7 +181,7 @@ def elbo(
         lq = _log_density(log_q, z, "log_q")
         lp = _log_density(log_prior, z, "log_prior")
         for name, x in (("log_q", lq), ("log_prior", lp)):
-            nx.check_shape(x, ll.shape, name, expected="the shape of `log_likelihood`")
+            ck.check_shape(x, ll.shape, name, expected="the shape of `log_likelihood`")
         dtype = nx.compute_dtype(ll, lq, lp)
         kl = sample_mean(lq.astype(dtype) - lp.astype(dtype))
     expected_ll = sample_mean(nx.upcast(ll))
@@ -231,10 +231,10 @@ def iwae_bound(
     References:
       Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016.
     """
-    lw = nx.upcast(nx.check_floating(log_weights, "log_weights"))
-    nx.check_min_rank(lw, 1, "log_weights")
-    ax = nx.normalize_axes(axis, lw.ndim)[0]
-    mask = nx.example_mask(where, lw.shape)
+    lw = nx.upcast(ck.check_floating(log_weights, "log_weights"))
+    ck.check_min_rank(lw, 1, "log_weights")
+    ax = ck.normalize_axes(axis, lw.ndim)[0]
+    mask = ck.example_mask(where, lw.shape)
     if mask is None:
         k = lw.shape[ax]
         return jax.nn.logsumexp(lw, axis=ax) - jnp.asarray(math.log(k), lw.dtype)

@@ -304,6 +304,82 @@ def test_metrics_nan_scores(rng):
     assert all(np.isnan(g) for g in all_metrics(s_out, s_in))
 
 
+def sk_weighted(s_in, s_out, w_in, w_out, tpr=0.95):
+    """scikit-learn's metrics with ``sample_weight`` (zero-weight examples dropped first)."""
+    s_in, s_out = finite_ranks(np.asarray(s_in), np.asarray(s_out))
+    y = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
+    s, w = np.r_[s_in, s_out], np.r_[w_in, w_out].astype(np.float64)
+    y, s, w = y[w > 0], s[w > 0], w[w > 0]
+    fpr, tpr_curve, _ = roc_curve(y, s, sample_weight=w, drop_intermediate=False)
+    return (
+        roc_auc_score(y, s, sample_weight=w),
+        average_precision_score(y, s, sample_weight=w),
+        fpr[tpr_curve >= tpr - 1e-12].min(),
+    )
+
+
+@jax.jit
+def _weighted_metrics(s_in, s_out, weights, where=None):
+    return (
+        entjax.auroc(s_in, s_out, weights=weights, where=where),
+        entjax.aupr(s_in, s_out, weights=weights, where=where),
+        entjax.fpr_at_tpr(s_in, s_out, tpr=0.9, weights=weights, where=where),
+    )
+
+
+def test_metrics_integer_weights_equal_repeating_examples(rng):
+    # Bootstrap counts: an example of weight w counts as w copies, exactly (int32 counts).
+    for s_in, s_out in _cases(rng):
+        c_in = rng.integers(0, 4, len(s_in))
+        c_out = rng.integers(1, 4, len(s_out))
+        got = _weighted_metrics(s_in, s_out, (c_in, c_out))
+        ref = sk_metrics(np.repeat(s_in, c_in), np.repeat(s_out, c_out), tpr=0.9)
+        if c_in.sum() == 0:
+            assert all(np.isnan(g) for g in got)  # an empty in-set, as with masks
+            continue
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
+
+
+def test_metrics_float_weights_match_sklearn_sample_weight(rng):
+    s_in = rng.integers(0, 5, size=30).astype(float)  # ties
+    s_out = rng.integers(1, 6, size=20).astype(float)
+    w_in, w_out = rng.uniform(0.1, 2.0, 30), rng.uniform(0.1, 2.0, 20)
+    w_out[::4] = 0.0
+    got = _weighted_metrics(s_in, s_out, (w_in, w_out))
+    np.testing.assert_allclose(got, sk_weighted(s_in, s_out, w_in, w_out, 0.9), rtol=1e-10)
+    # Weights and masks combine; one side weighted only.
+    m_in = rng.random(30) < 0.7
+    got = _weighted_metrics(s_in, s_out, (None, w_out), (m_in, None))
+    ref = sk_weighted(s_in, s_out, m_in.astype(float), w_out, 0.9)
+    np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_bootstrap_by_vmap_over_counts_sorts_the_scores_once(rng):
+    s_in, s_out = rng.normal(size=(3, 40)), rng.normal(0.5, size=(3, 30))
+    idx_in, idx_out = rng.integers(0, 40, (5, 40)), rng.integers(0, 30, (5, 30))
+    c_in = np.stack([np.bincount(i, minlength=40) for i in idx_in])  # (B, n_in)
+    c_out = np.stack([np.bincount(i, minlength=30) for i in idx_out])
+
+    def boot(ci, co):
+        return entjax.auroc(s_in, s_out, weights=(ci, co))  # weights broadcast over rows
+
+    got = jax.jit(jax.vmap(boot))(c_in, c_out)  # (B, R)
+    for b in range(5):
+        for r in range(3):
+            ref = roc_auc_score(
+                np.r_[np.zeros(40), np.ones(30)], np.r_[s_in[r, idx_in[b]], s_out[r, idx_out[b]]]
+            )
+            assert got[b, r] == pytest.approx(ref, rel=1e-12)
+    # The sort's operands are the (R, n) scores, not a (B, R, n) batch.
+    sorts = [
+        e
+        for e in jax.make_jaxpr(jax.vmap(boot))(c_in, c_out).jaxpr.eqns
+        if e.primitive.name == "sort"
+    ]
+    assert sorts
+    assert all(v.aval.shape == (3, 70) for e in sorts for v in e.invars)
+
+
 @pytest.mark.parametrize("fn", [entjax.auroc, entjax.aupr, entjax.fpr_at_tpr])
 def test_metric_errors_name_the_function(fn):
     name = rf"entjax\.{fn.__name__}"
@@ -323,6 +399,14 @@ def test_metric_errors_name_the_function(fn):
         fn(jnp.zeros(3), jnp.zeros(3), where=(jnp.ones(3), None))
     with pytest.raises(ValueError, match=name + r".*broadcast"):
         fn(jnp.zeros(3), jnp.zeros(3), where=(None, jnp.ones(4, bool)))
+    with pytest.raises(TypeError, match=name + r".*pair"):
+        fn(jnp.zeros(3), jnp.zeros(3), weights=jnp.ones(3))
+    with pytest.raises(ValueError, match=name + r".*negative"):
+        fn(jnp.zeros(3), jnp.zeros(3), weights=(None, jnp.array([1.0, -1.0, 1.0])))
+    with pytest.raises(ValueError, match=name + r".*broadcast"):
+        fn(jnp.zeros(3), jnp.zeros(3), weights=(jnp.ones(2), None))
+    with pytest.raises(TypeError, match=name + r".*weights"):
+        fn(jnp.zeros(3), jnp.zeros(3), weights=(jnp.ones(3, bool), None))
 
 
 @pytest.mark.parametrize("tpr", [0.0, -0.5, 1.01, float("nan")])

@@ -2,8 +2,9 @@
 
 Cheap checks on the sources (no Sphinx build; `.ci/run` builds the site with ``-W``): every name
 in ``entjax.__all__`` is listed in exactly one API page's ``autosummary`` table and documented
-there by exactly one ``autofunction``/``autoclass``; every API page is in the API toctree; every
-README section that a docs page includes has both of its markers.
+there by exactly one ``autofunction``/``autoclass``; each API page documents one private module
+(``api/<name>.rst``: ``entjax._<name>``); every API page is in the API toctree; every README
+section that a docs page includes has both of its markers.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def test_api_pages_cover_all_exactly_once(parse, module):
     assert not set(counts) - public, f"not in {module}.__all__: {sorted(set(counts) - public)}"
     twice = sorted(name for name, n in counts.items() if n > 1)
     assert not twice, f"documented more than once: {twice}"
+
+
+def test_each_api_page_follows_one_module():
+    """One page per module family: ``api/<name>.rst`` documents the names of ``entjax._<name>``."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        (current,) = set(re.findall(r"^\.\. currentmodule::\s+(\S+)\s*$", text, re.M))
+        if current != "entjax":
+            continue  # an explicit submodule page (entjax.nnx) is its module already
+        modules = {getattr(entjax, name).__module__ for name in _documented_names(text)}
+        assert modules == {f"entjax._{page.stem}"}, f"{page.name} documents names of {modules}"
 
 
 def test_every_api_page_is_in_the_api_toctree():
