@@ -57,6 +57,61 @@ def per_replicate(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, np
     return {name: np.asarray(out[name], np.float64) for name in METRICS}
 
 
+@jax.jit
+def _weighted_metrics(
+    in_scores: jax.Array, out_scores: jax.Array, in_counts: jax.Array, out_counts: jax.Array
+) -> dict[str, jax.Array]:
+    """The metrics of every resample ``(B, R)``: ``jax.vmap`` over the count vectors ``(B, n)``
+    with the ``(R, n)`` scores fixed, so the scores are sorted once, not once per resample."""
+
+    def one(c_in: jax.Array, c_out: jax.Array) -> dict[str, jax.Array]:
+        w = (c_in, c_out)  # broadcast over the replicate rows
+        return {
+            "auroc": entjax.auroc(in_scores, out_scores, weights=w),
+            "aupr": entjax.aupr(in_scores, out_scores, weights=w),
+            "fpr95": entjax.fpr_at_tpr(in_scores, out_scores, tpr=0.95, weights=w),
+        }
+
+    return jax.vmap(one)(in_counts, out_counts)
+
+
+# Bootstrap resamples are scored in chunks of at most this many (resample, row, example) cells.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each of ``range(n)`` occurs in each row of ``idx``: ``(B, n)`` int32."""
+    counts = np.zeros((len(idx), n), np.int32)
+    np.add.at(counts, (np.arange(len(idx))[:, None], idx), 1)
+    return counts
+
+
+def _resampled(
+    both: np.ndarray, n_in: int, *, bootstrap: int, seed: int
+) -> tuple[dict[str, np.ndarray], int]:
+    """Every metric of every bootstrap resample of the examples and replicate row: ``(B, R)``.
+
+    ``both`` is ``(R, n_in + n_out)``, in-distribution scores first; the in and the out set are
+    resampled separately (:func:`stats.bootstrap_indices` with two strata), the same resample
+    for every row. A resample enters as example counts (the package's ``weights=``: an example
+    drawn ``c`` times counts ``c`` times), scored in chunks of one padded shape.
+    """
+    n = both.shape[1]
+    strata = np.r_[np.zeros(n_in, int), np.ones(n - n_in, int)]
+    idx = stats.bootstrap_indices(n, seed=seed, num_resamples=bootstrap, strata=strata)
+    counts = _counts(idx, n)
+    chunk = max(1, min(bootstrap, _CHUNK_ELEMENTS // both.size))
+    counts = np.concatenate([counts, np.repeat(counts[-1:], -bootstrap % chunk, axis=0)])
+    s_in, s_out = _as_scores(both[:, :n_in]), _as_scores(both[:, n_in:])
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
+    for start in range(0, len(counts), chunk):
+        c = jnp.asarray(counts[start : start + chunk])
+        out = _weighted_metrics(s_in, s_out, c[:, :n_in], c[:, n_in:])
+        for name in METRICS:
+            parts[name].append(np.asarray(out[name], np.float64))
+    return {name: np.concatenate(v)[:bootstrap] for name, v in parts.items()}, n
+
+
 def replicate_intervals(
     in_scores: np.ndarray, out_scores: np.ndarray, *, bootstrap: int = 0, seed: int = 0
 ) -> dict[str, dict]:
@@ -72,16 +127,13 @@ def replicate_intervals(
     out = {name: stats.interval(v, bounds=(0.0, 1.0)) for name, v in values.items()}
     if not bootstrap:
         return out
-    strata = np.r_[np.zeros(s_in.shape[1], int), np.ones(s_out.shape[1], int)]
-    both = np.concatenate([s_in, s_out], axis=1)
-
-    def mean_metrics(idx: np.ndarray) -> dict[str, float]:
-        a, b = both[:, idx[strata[idx] == 0]], both[:, idx[strata[idx] == 1]]
-        return {k: float(np.mean(v)) for k, v in per_replicate(a, b).items()}
-
-    boots = stats.bootstrap_many(
-        mean_metrics, both.shape[1], seed=seed, num_resamples=bootstrap, strata=strata
+    draws, n = _resampled(
+        np.concatenate([s_in, s_out], axis=1), s_in.shape[1], bootstrap=bootstrap, seed=seed
     )
+    boots = {
+        name: stats.percentile_interval(draws[name].mean(axis=1), np.mean(values[name]), n)
+        for name in METRICS
+    }
     for name, boot in boots.items():
         seeds = dict(out[name])
         wider = stats.wider(seeds, {**boot, "mean": seeds["mean"]})
@@ -146,18 +198,11 @@ def paired_difference(
     if not bootstrap:
         return out
     n_in = a[0].shape[-1]
-    strata = np.r_[np.zeros(n_in, int), np.ones(a[1].shape[-1], int)]
-    both_a, both_b = np.concatenate(a, axis=-1), np.concatenate(b, axis=-1)
-
-    def diff(idx: np.ndarray) -> dict[str, float]:
-        ins, outs = idx[strata[idx] == 0], idx[strata[idx] == 1]
-        va = ra(per_replicate(both_a[:, ins], both_a[:, outs])[metric])
-        vb = rb(per_replicate(both_b[:, ins], both_b[:, outs])[metric])
-        return {"difference": float(np.mean(va) - np.mean(vb))}
-
-    boot = stats.bootstrap_many(
-        diff, len(strata), seed=seed, num_resamples=bootstrap, strata=strata
-    )["difference"]
+    da, n = _resampled(np.concatenate(a, axis=-1), n_in, bootstrap=bootstrap, seed=seed)
+    db, _ = _resampled(np.concatenate(b, axis=-1), n_in, bootstrap=bootstrap, seed=seed)
+    diffs = [np.mean(ra(x)) - np.mean(rb(y)) for x, y in zip(da[metric], db[metric], strict=True)]
+    full = np.mean(ra(per_replicate(*a)[metric])) - np.mean(rb(per_replicate(*b)[metric]))
+    boot = stats.percentile_interval(np.asarray(diffs), full, n)
     out["bootstrap_interval"] = [boot["low"], boot["high"]]
     out["significant"] = bool(out["significant"] and (boot["low"] > 0 or boot["high"] < 0))
     out["low"], out["high"] = min(out["low"], boot["low"]), max(out["high"], boot["high"])

@@ -112,6 +112,40 @@ def bootstrap(
     return many["value"]
 
 
+def bootstrap_indices(
+    n: int, *, seed: int, num_resamples: int, strata: np.ndarray | None = None
+) -> np.ndarray:
+    """``(num_resamples, n)`` resamples with replacement of ``range(n)``, within each stratum.
+
+    Row ``b`` holds stratum 0's resampled indices first, then stratum 1's, and so on (strata in
+    sorted order), so with two strata ``row[:n_0]`` are stratum 0's examples. The draws are a
+    pure function of ``seed``.
+    """
+    rng = np.random.default_rng([seed, 7])
+    labels = np.zeros(n, int) if strata is None else np.asarray(strata)
+    groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
+    out = np.empty((num_resamples, n), np.intp)
+    for b in range(num_resamples):
+        out[b] = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+    return out
+
+
+def percentile_interval(
+    draws: np.ndarray, full: float, n: int, *, confidence: float = CONFIDENCE
+) -> dict:
+    """The percentile interval of bootstrap ``draws`` around the full-sample value ``full``."""
+    draws = np.asarray(draws, np.float64)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return {
+        "mean": float(full),
+        "low": float(low),
+        "high": float(high),
+        "std": float(draws.std(ddof=1)),
+        "n": n,
+    }
+
+
 def bootstrap_many(
     statistic: Callable[[np.ndarray], dict[str, float]],
     n: int,
@@ -122,28 +156,15 @@ def bootstrap_many(
     strata: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """:func:`bootstrap` of several statistics computed together from the same resamples."""
-    rng = np.random.default_rng([seed, 7])
-    labels = np.zeros(n, int) if strata is None else np.asarray(strata)
-    groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
     draws: dict[str, list[float]] = {}
-    for _ in range(num_resamples):
-        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+    for idx in bootstrap_indices(n, seed=seed, num_resamples=num_resamples, strata=strata):
         for name, value in statistic(idx).items():
             draws.setdefault(name, []).append(value)
-    tail = (1.0 - confidence) / 2.0
     full = statistic(np.arange(n))
-    out = {}
-    for name, values in draws.items():
-        values = np.asarray(values, np.float64)
-        low, high = np.quantile(values, [tail, 1.0 - tail])
-        out[name] = {
-            "mean": float(full[name]),
-            "low": float(low),
-            "high": float(high),
-            "std": float(values.std(ddof=1)),
-            "n": n,
-        }
-    return out
+    return {
+        name: percentile_interval(np.asarray(values), full[name], n, confidence=confidence)
+        for name, values in draws.items()
+    }
 
 
 def wider(*intervals: dict) -> dict:
