@@ -13,10 +13,12 @@ The research experiments read them the same way:
   (ties: the first in the order given). Only validation scores go in: test numbers are reported
   for the setting chosen here, never used to choose it;
 * :func:`compare` — the per-seed paired difference of two settings with its interval and the
-  verdict of :func:`experiments.core.stats.verdict` (a claim only where the interval excludes 0);
-* :func:`members_from` — members initialised as copies of chosen members of another set (every
-  setting of seed ``s`` starting from the same parameters: common random numbers for the
-  paired differences).
+  verdict of :func:`experiments.core.stats.verdict` (a claim only where the interval excludes 0).
+
+Members initialised as copies of chosen members of another set (every setting of seed ``s``
+starting from the same parameters: common random numbers for the paired differences) come from
+:func:`experiments.core.training.members_from` (building members and meshes is training's job);
+the name stays importable from here for the experiments that call ``sweeps.members_from``.
 
 Pairs are matched by ``seed``: the same seed index of two settings. Where the two settings'
 members were initialised and fed independently, the per-seed differences are still independent
@@ -26,15 +28,13 @@ from common random numbers).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from experiments.core import stats, training
+from experiments.core import outputs, stats
+from experiments.core.training import members_from as members_from
 
 Grid = Sequence[Mapping[str, Any]]
 FIELDS = ("mean", "low", "high", "std", "n")
@@ -72,7 +72,7 @@ def intervals(
 
 def entry(columns: Mapping[str, Sequence[Any]], i: int) -> dict[str, Any]:
     """The ``i``-th interval of :func:`intervals`' columns, as one interval dict."""
-    return {key: columns[key][i] for key in FIELDS if key in columns}
+    return outputs.interval_at({k: columns[k] for k in FIELDS if k in columns}, i)
 
 
 def choose(
@@ -122,14 +122,3 @@ def compare_values(
     diff = stats.paired(a, b)
     diff["verdict"] = stats.verdict(diff, a=names[0], b=names[1], higher_is_better=higher_is_better)
     return diff
-
-
-def members_from(base: training.Members, index: Sequence[int]) -> training.Members:
-    """Members whose member ``i`` starts as a copy of ``base``'s member ``index[i]`` (a copy even
-    for ``index = range(K)``: training donates its input buffers)."""
-    index = np.asarray(index, np.int32)
-    mesh = training.make_mesh(len(index))
-    params = jax.tree.map(lambda a: jnp.take(a, index, axis=0), base.ensemble.params)
-    params = jax.device_put(params, training.member_sharding(mesh))
-    ensemble = dataclasses.replace(base.ensemble, params=params, num_members=len(index))
-    return training.Members(ensemble, mesh)
