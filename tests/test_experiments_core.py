@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import confidence_penalty, elbo, ensemble_entropy, information_plane
-from experiments.core import cli, entropy_curves, outputs, runner, training
+from experiments.core import cli, entropy_curves, entropy_report, outputs, runner, training
 from experiments.core.checkpoints import Checkpoints
 
 pytestmark = pytest.mark.usefixtures("script_jax_config")  # JAX defaults (tests/conftest.py)
@@ -235,17 +235,6 @@ def test_member_grid_and_names():
 # --------------------------------------------------------------------------- entropy curves
 
 
-def test_alarm_rule_fires_on_a_rise_while_training_loss_falls():
-    steps = [0, 10, 20, 30, 40]
-    val = [2.0, 1.0, 0.8, 1.2, 1.25]  # +0.4 nats (+50 %) at step 30, +0.05 (4 %) at 40
-    falling = [None, 2.0, 1.0, 0.5, 0.4]
-    assert entropy_curves.alarms(val, falling, steps) == [{"step": 30, "from": 0.8, "to": 1.2}]
-    rising_loss = [None, 2.0, 1.0, 1.1, 1.2]  # the loss grows too: not the overfitting signal
-    assert entropy_curves.alarms(val, rising_loss, steps) == []
-    small = [2.0, 1.0, 0.8, 0.84, 0.86]  # +0.04 nats: below the 0.05-nat floor
-    assert entropy_curves.alarms(small, falling, steps) == []
-
-
 def test_probe_and_summary_against_numpy(tmp_path):
     from scipy.special import log_softmax
 
@@ -281,9 +270,15 @@ def test_probe_and_summary_against_numpy(tmp_path):
     np.testing.assert_allclose(block["series"]["a"]["entropy_val"], [h[:2].mean()] * 2, 1e-5)
     assert block["series"]["b"]["train_loss_window"][1] == pytest.approx(history[:, 2:].mean())
     assert block["steps"] == [0, 10]
-    text = entropy_curves.report_section({"run": block})
+    # untrained members sit at log 3 while the loss falls 2 → 1: rule (b), nothing else
+    assert [a["rule"] for a in block["series"]["a"]["alarms"]] == ["stuck_at_ceiling"]
+    text = entropy_report.report_section({"run": block})
+    assert "| a | **(b) stuck near max entropy** | 8–10 |" in text
+    block["series"]["a"]["alarms"] = []
+    text = entropy_report.report_section({"run": block})
     assert "## Entropy through training" in text
-    assert "Alarm rule: flagged when" in text
+    assert "| a | no alarm | — | — |" in text
+    assert "`entropy_rise`" in text
 
 
 # --------------------------------------------------------------------------- statistics

@@ -12,7 +12,7 @@ three functions, in the layout of flax's ``examples/``:
 
 Results that carry ``entropy_curves`` blocks (:mod:`experiments.core.entropy_curves`, one per
 training run, from the probe of the evaluation hook) get the entropy-through-training section of
-the report and ``entropy_curves.png`` from the runner.
+the report and ``entropy_curves.png`` (:mod:`experiments.core.entropy_report`) from the runner.
 
 The runner does the rest, the same way for all: the command line, distributed initialisation,
 timing, the run-metadata block, atomic outputs written by process 0, a barrier so that no process
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.core import cli, distributed, entropy_curves, outputs
+from experiments.core import cli, distributed, entropy_report, outputs
 from experiments.core.cli import ConfigError, RunOptions
 
 EXIT_OK, EXIT_DIVERGED, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
@@ -153,7 +153,7 @@ def write_outputs(out: str, results: dict[str, Any], experiment: Experiment, out
     outputs.write_text(os.path.join(out, "report.md"), full_report(experiment, results) + "\n")
     figures = experiment.figures(results, outcome.arrays)
     if "entropy_curves" in results:
-        figures["entropy_curves"] = entropy_curves.figure(results["entropy_curves"])
+        figures["entropy_curves"] = entropy_report.figure(results["entropy_curves"])
     for name, fig in figures.items():
         outputs.save_figure(fig, os.path.join(out, f"{name}.png"))
     for name, arrays in outcome.npz.items():
@@ -164,7 +164,7 @@ def full_report(experiment: Experiment, results: dict[str, Any]) -> str:
     """The experiment's report, then the entropy-through-training section every run has."""
     text = experiment.report(results).rstrip()
     if "entropy_curves" in results:
-        text += "\n\n" + entropy_curves.report_section(results["entropy_curves"])
+        text += "\n\n" + entropy_report.report_section(results["entropy_curves"])
     return text.rstrip()
 
 
