@@ -207,3 +207,84 @@ def paired_difference(
     out["significant"] = bool(out["significant"] and (boot["low"] > 0 or boot["high"] < 0))
     out["low"], out["high"] = min(out["low"], boot["low"]), max(out["high"], boot["high"])
     return out
+
+
+def _reduce(values: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+    """``reduce`` applied to each resample's row values ``(B, R)`` -> ``(B, R')``."""
+    return values if reduce is None else np.stack([reduce(v) for v in values])
+
+
+def combined_intervals(
+    in_scores: np.ndarray,
+    out_scores: np.ndarray,
+    *,
+    bootstrap: int,
+    seed: int,
+    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, dict]:
+    """Each metric's mean over replicates with a 95% interval that combines the variation over
+    replicates (seeds) *and* over the test examples: a hierarchical bootstrap.
+
+    Every resample draws the replicate rows with replacement (:func:`stats.row_counts`) and,
+    independently, the in and the out examples within their sets (the same examples for every
+    row); its value is the mean over the drawn rows of the metric on the drawn examples. The
+    interval is the percentile interval of those means. ``reduce`` maps a resample's ``R``
+    per-row values to the units that are resampled (e.g. a single model's members averaged per
+    ensemble). The Student-t interval over replicates alone is kept as ``seeds_interval``.
+    """
+    s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
+    per_row = {k: _reduce(v[None], reduce)[0] for k, v in per_replicate(s_in, s_out).items()}
+    draws, n = _resampled(
+        np.concatenate([s_in, s_out], axis=1), s_in.shape[1], bootstrap=bootstrap, seed=seed
+    )
+    out = {}
+    for name in METRICS:
+        values = _reduce(draws[name], reduce)
+        rows = stats.row_counts(values.shape[1], seed=seed, num_resamples=bootstrap)
+        means = (values * rows).sum(axis=1) / values.shape[1]
+        seeds = stats.interval(per_row[name], bounds=(0.0, 1.0))
+        boot = stats.percentile_interval(means, seeds["mean"], n)
+        out[name] = {
+            **seeds,
+            "low": boot["low"],
+            "high": boot["high"],
+            "interval": "hierarchical bootstrap (replicates, then examples)",
+            "seeds_interval": [seeds["low"], seeds["high"]],
+        }
+    return out
+
+
+def combined_difference(
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    *,
+    bootstrap: int,
+    seed: int,
+    reduce_a: Callable[[np.ndarray], np.ndarray] | None = None,
+    reduce_b: Callable[[np.ndarray], np.ndarray] | None = None,
+    metric: str = "auroc",
+) -> dict:
+    """Paired difference ``a − b`` of ``metric`` on the same examples, with the hierarchical
+    bootstrap of :func:`combined_intervals` applied to both scores together (the same replicate
+    rows after ``reduce_*`` and the same examples in every resample) and its two-sided p-value
+    (:func:`stats.bootstrap_p_value`), for a multiplicity correction over a declared family.
+    ``significant`` is the uncorrected verdict (the percentile interval excludes 0)."""
+    va = _reduce(per_replicate(*a)[metric][None], reduce_a)[0]
+    vb = _reduce(per_replicate(*b)[metric][None], reduce_b)[0]
+    seeds = stats.paired(va, vb)
+    n_in = a[0].shape[-1]
+    da, n = _resampled(np.concatenate(a, axis=-1), n_in, bootstrap=bootstrap, seed=seed)
+    db, _ = _resampled(np.concatenate(b, axis=-1), n_in, bootstrap=bootstrap, seed=seed)
+    diff = _reduce(da[metric], reduce_a) - _reduce(db[metric], reduce_b)  # (B, R)
+    rows = stats.row_counts(diff.shape[1], seed=seed, num_resamples=bootstrap)
+    means = (diff * rows).sum(axis=1) / diff.shape[1]
+    boot = stats.percentile_interval(means, seeds["mean"], n)
+    return {
+        **seeds,
+        "low": boot["low"],
+        "high": boot["high"],
+        "p_value": stats.bootstrap_p_value(means, seeds["mean"]),
+        "significant": bool(boot["low"] > 0 or boot["high"] < 0),
+        "interval": "hierarchical bootstrap (replicates, then examples)",
+        "seeds_interval": [seeds["low"], seeds["high"]],
+    }

@@ -18,7 +18,7 @@ JSON and print with :func:`experiments.core.outputs.fmt` as ``mean [low, high]``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -164,6 +164,50 @@ def bootstrap_many(
     return {
         name: percentile_interval(np.asarray(values), full[name], n, confidence=confidence)
         for name, values in draws.items()
+    }
+
+
+def row_counts(rows: int, *, seed: int, num_resamples: int) -> np.ndarray:
+    """``(num_resamples, rows)`` multiplicities of replicate rows drawn with replacement: the
+    outer level of a hierarchical bootstrap (replicates, then examples within them)."""
+    rng = np.random.default_rng([seed, 11])
+    draws = rng.integers(0, rows, (num_resamples, rows))
+    counts = np.zeros((num_resamples, rows), np.int64)
+    np.add.at(counts, (np.arange(num_resamples)[:, None], draws), 1)
+    return counts
+
+
+def bootstrap_p_value(draws: np.ndarray, estimate: float) -> float:
+    """Two-sided p-value of "the statistic is 0" for ``estimate`` with the bootstrap standard
+    error of ``draws``: ``2 Φ(−|estimate| / sd(draws))`` (a percentile p-value cannot go below
+    ``1 / B``, too coarse for a multiplicity correction over dozens of tests)."""
+    from scipy.stats import norm
+
+    sd = float(np.asarray(draws, np.float64).std(ddof=1))
+    if not np.isfinite(sd) or sd == 0.0:
+        return 0.0 if estimate != 0 else 1.0
+    return float(2.0 * norm.sf(abs(estimate) / sd))
+
+
+def holm(p_values: Mapping[str, float], *, alpha: float = 0.05) -> dict[str, dict]:
+    """Holm's step-down correction of a declared family of tests (family-wise error ``alpha``).
+
+    With the ``m`` p-values sorted, p_(1) <= ... <= p_(m), the adjusted value is
+    p~_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)), and a test is rejected where
+    p~ <= alpha (Holm 1979). Returns ``{name: {"p", "p_holm", "rejected"}}`` in input order.
+    """
+    names = list(p_values)
+    p = np.asarray([p_values[k] for k in names], np.float64)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return {
+        k: {"p": float(p[i]), "p_holm": float(adjusted[i]), "rejected": bool(adjusted[i] <= alpha)}
+        for i, k in enumerate(names)
     }
 
 

@@ -1,0 +1,74 @@
+"""Holm's correction, the bootstrap p-value and the hierarchical (replicates × examples)
+bootstrap of the OOD metrics, against written-out numpy / scipy / scikit-learn references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as st
+from sklearn.metrics import roc_auc_score
+
+from experiments.core import detection, stats
+
+
+def test_holm_against_the_step_down_written_out():
+    p = {"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005}
+    got = stats.holm(p)
+    # sorted: d 0.005·4 = 0.02, a 0.01·3 = 0.03, c 0.03·2 = 0.06, b max(0.06, 0.04·1) = 0.06
+    assert [got[k]["p_holm"] for k in "abcd"] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [got[k]["rejected"] for k in "abcd"] == [True, False, False, True]
+    assert stats.holm({"x": 0.7, "y": 0.9})["y"]["p_holm"] == 1.0  # capped at 1
+    assert got["b"]["p"] == 0.04
+
+
+def test_bootstrap_p_value_is_the_normal_approximation():
+    draws = np.random.default_rng(0).normal(0.3, 0.1, 5000)
+    expected = 2 * st.norm.sf(0.25 / draws.std(ddof=1))
+    assert stats.bootstrap_p_value(draws, 0.25) == pytest.approx(expected)
+    assert stats.bootstrap_p_value(np.zeros(10), 0.0) == 1.0
+
+
+def _hierarchical_reference(s_in, s_out, bootstrap, seed):
+    """The same draws (indices, row counts), each resample rebuilt explicitly and scored with
+    scikit-learn."""
+    n_in, n_out = s_in.shape[1], s_out.shape[1]
+    strata = np.r_[np.zeros(n_in, int), np.ones(n_out, int)]
+    idx = stats.bootstrap_indices(n_in + n_out, seed=seed, num_resamples=bootstrap, strata=strata)
+    rows = stats.row_counts(len(s_in), seed=seed, num_resamples=bootstrap)
+    both = np.concatenate([s_in, s_out], axis=1)
+    y = strata.astype(float)
+    means = []
+    for b in range(bootstrap):
+        per_row = [roc_auc_score(y, both[r, idx[b]]) for r in range(len(s_in))]
+        means.append(np.dot(rows[b], per_row) / len(s_in))
+    return np.quantile(means, [0.025, 0.975]), np.asarray(means)
+
+
+def test_combined_intervals_equal_an_explicit_hierarchical_bootstrap():
+    rng = np.random.default_rng(4)
+    s_in, s_out = rng.normal(size=(4, 50)), rng.normal(0.6, size=(4, 35))
+    got = detection.combined_intervals(s_in, s_out, bootstrap=40, seed=2)["auroc"]
+    (low, high), _ = _hierarchical_reference(s_in, s_out, 40, 2)
+    assert (got["low"], got["high"]) == pytest.approx((low, high), abs=1e-6)  # float32 metric
+    y = np.r_[np.zeros(50), np.ones(35)]
+    per_row = [roc_auc_score(y, np.r_[s_in[r], s_out[r]]) for r in range(4)]
+    assert got["mean"] == pytest.approx(np.mean(per_row), abs=1e-6)
+    assert got["seeds_interval"] == pytest.approx(
+        list(st.t.interval(0.95, 3, loc=np.mean(per_row), scale=st.sem(per_row))), abs=1e-6
+    )
+
+
+def test_combined_difference_pairs_rows_and_examples():
+    rng = np.random.default_rng(6)
+    s_in = rng.normal(size=(3, 60))
+    out_a, out_b = rng.normal(1.0, size=(3, 40)), rng.normal(0.4, size=(3, 40))
+    d = detection.combined_difference((s_in, out_a), (s_in, out_b), bootstrap=40, seed=1)
+    _, ma = _hierarchical_reference(s_in, out_a, 40, 1)
+    _, mb = _hierarchical_reference(s_in, out_b, 40, 1)
+    diffs = ma - mb  # the same rows and examples in both
+    assert (d["low"], d["high"]) == pytest.approx(
+        tuple(np.quantile(diffs, [0.025, 0.975])), abs=1e-6
+    )
+    assert d["p_value"] == pytest.approx(stats.bootstrap_p_value(diffs, d["mean"]), rel=1e-4)
+    assert d["significant"] == (d["low"] > 0 or d["high"] < 0)
+    assert d["mean"] > 0.1  # a real, detectable difference
