@@ -28,16 +28,73 @@ from experiments.core import stats
 METRICS = ("auroc", "aupr", "fpr95")
 
 
-@jax.jit
-def _metrics(in_scores: jax.Array, out_scores: jax.Array) -> dict[str, jax.Array]:
-    return {
-        "auroc": entjax.auroc(in_scores, out_scores),
-        "aupr": entjax.aupr(in_scores, out_scores),
-        "fpr95": entjax.fpr_at_tpr(in_scores, out_scores, tpr=0.95),
-    }
+def _weighted(
+    in_scores: jax.Array,
+    out_scores: jax.Array,
+    in_counts: jax.Array,
+    out_counts: jax.Array,
+    metrics: tuple[str, ...],
+) -> dict[str, jax.Array]:
+    """``metrics`` of every count vector ``(B, n)``: ``jax.vmap`` over the counts with the
+    ``(R, n)`` scores fixed, so the scores are sorted once, not once per resample: ``(B, R)``."""
+
+    def one(c_in: jax.Array, c_out: jax.Array) -> dict[str, jax.Array]:
+        w = (c_in, c_out)  # broadcast over the replicate rows
+        fns = {
+            "auroc": lambda: entjax.auroc(in_scores, out_scores, weights=w),
+            "aupr": lambda: entjax.aupr(in_scores, out_scores, weights=w),
+            "fpr95": lambda: entjax.fpr_at_tpr(in_scores, out_scores, tpr=0.95, weights=w),
+        }
+        return {name: fns[name]() for name in metrics}
+
+    return jax.vmap(one)(in_counts, out_counts)
 
 
-_auroc = jax.jit(entjax.auroc)  # the AUROC alone (ensemble-size curves), not all three metrics
+_weighted_jit = jax.jit(_weighted, static_argnames="metrics")
+
+# Bootstrap resamples are scored in chunks of at most this many (resample, row, example) cells.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to a power of two (at least 16): sets of different sizes padded with
+    zero-weight examples share one compiled program instead of one per size."""
+    return max(16, 1 << (int(n) - 1).bit_length())
+
+
+def _pad(x: np.ndarray, n: int) -> np.ndarray:
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+
+
+def _scored(
+    s_in: np.ndarray,
+    s_out: np.ndarray,
+    counts: np.ndarray,
+    metrics: tuple[str, ...] = METRICS,
+) -> dict[str, np.ndarray]:
+    """``metrics`` of the ``(R, n_in)``/``(R, n_out)`` scores under each row of example
+    ``counts`` ``(B, n_in + n_out)``, as float64 ``(B, R)``. Both sets and the resamples are
+    padded (zero weights; a repeated last count row) to power-of-two sizes scored in chunks of
+    one shape, so a run compiles one program per replicate count, not one per set and chunk."""
+    n_in, n_out = s_in.shape[-1], s_out.shape[-1]
+    b_in, b_out = _bucket(n_in), _bucket(n_out)
+    scores_in, scores_out = _as_scores(_pad(s_in, b_in)), _as_scores(_pad(s_out, b_out))
+    c_in, c_out = _pad(counts[:, :n_in], b_in), _pad(counts[:, n_in:], b_out)
+    cells = len(s_in) * (b_in + b_out)
+    chunk = min(_bucket(len(counts)), max(1, 1 << (_CHUNK_ELEMENTS // cells).bit_length() - 1))
+    total = len(counts)
+    pad = -total % chunk
+    c_in = np.concatenate([c_in, np.repeat(c_in[-1:], pad, axis=0)])
+    c_out = np.concatenate([c_out, np.repeat(c_out[-1:], pad, axis=0)])
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    for start in range(0, len(c_in), chunk):
+        part = slice(start, start + chunk)
+        out = _weighted_jit(
+            scores_in, scores_out, jnp.asarray(c_in[part]), jnp.asarray(c_out[part]), metrics
+        )
+        for name in metrics:
+            parts[name].append(np.asarray(out[name], np.float64))
+    return {name: np.concatenate(v)[:total] for name, v in parts.items()}
 
 
 def _as_scores(x: np.ndarray) -> jax.Array:
@@ -46,37 +103,17 @@ def _as_scores(x: np.ndarray) -> jax.Array:
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> np.ndarray:
-    """:func:`entjax.auroc` over the last axis of host arrays (jitted), as float64."""
-    return np.asarray(_auroc(_as_scores(in_scores), _as_scores(out_scores)), np.float64)
+    """:func:`entjax.auroc` over the last axis of host arrays ``(R, n)`` (jitted), as float64."""
+    s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
+    ones = np.ones((1, s_in.shape[-1] + s_out.shape[-1]), np.int32)
+    return _scored(s_in, s_out, ones, ("auroc",))["auroc"][0]
 
 
 def per_replicate(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, np.ndarray]:
     """AUROC, AUPR and FPR@95 of each replicate's score: inputs ``(R, n_in)``, ``(R, n_out)``."""
     s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
-    out = _metrics(_as_scores(s_in), _as_scores(s_out))
-    return {name: np.asarray(out[name], np.float64) for name in METRICS}
-
-
-@jax.jit
-def _weighted_metrics(
-    in_scores: jax.Array, out_scores: jax.Array, in_counts: jax.Array, out_counts: jax.Array
-) -> dict[str, jax.Array]:
-    """The metrics of every resample ``(B, R)``: ``jax.vmap`` over the count vectors ``(B, n)``
-    with the ``(R, n)`` scores fixed, so the scores are sorted once, not once per resample."""
-
-    def one(c_in: jax.Array, c_out: jax.Array) -> dict[str, jax.Array]:
-        w = (c_in, c_out)  # broadcast over the replicate rows
-        return {
-            "auroc": entjax.auroc(in_scores, out_scores, weights=w),
-            "aupr": entjax.aupr(in_scores, out_scores, weights=w),
-            "fpr95": entjax.fpr_at_tpr(in_scores, out_scores, tpr=0.95, weights=w),
-        }
-
-    return jax.vmap(one)(in_counts, out_counts)
-
-
-# Bootstrap resamples are scored in chunks of at most this many (resample, row, example) cells.
-_CHUNK_ELEMENTS = 1 << 22
+    ones = np.ones((1, s_in.shape[-1] + s_out.shape[-1]), np.int32)
+    return {name: v[0] for name, v in _scored(s_in, s_out, ones).items()}
 
 
 def _counts(idx: np.ndarray, n: int) -> np.ndarray:
@@ -94,22 +131,12 @@ def _resampled(
     ``both`` is ``(R, n_in + n_out)``, in-distribution scores first; the in and the out set are
     resampled separately (:func:`stats.bootstrap_indices` with two strata), the same resample
     for every row. A resample enters as example counts (the package's ``weights=``: an example
-    drawn ``c`` times counts ``c`` times), scored in chunks of one padded shape.
+    drawn ``c`` times counts ``c`` times).
     """
     n = both.shape[1]
     strata = np.r_[np.zeros(n_in, int), np.ones(n - n_in, int)]
     idx = stats.bootstrap_indices(n, seed=seed, num_resamples=bootstrap, strata=strata)
-    counts = _counts(idx, n)
-    chunk = max(1, min(bootstrap, _CHUNK_ELEMENTS // both.size))
-    counts = np.concatenate([counts, np.repeat(counts[-1:], -bootstrap % chunk, axis=0)])
-    s_in, s_out = _as_scores(both[:, :n_in]), _as_scores(both[:, n_in:])
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-    for start in range(0, len(counts), chunk):
-        c = jnp.asarray(counts[start : start + chunk])
-        out = _weighted_metrics(s_in, s_out, c[:, :n_in], c[:, n_in:])
-        for name in METRICS:
-            parts[name].append(np.asarray(out[name], np.float64))
-    return {name: np.concatenate(v)[:bootstrap] for name, v in parts.items()}, n
+    return _scored(both[:, :n_in], both[:, n_in:], _counts(idx, n)), n
 
 
 def replicate_intervals(
