@@ -8,6 +8,11 @@ default and a help text). :func:`build_parser` turns it into an argument parser:
 ``--out DIR --resume --overwrite --smoke --seed N --no-progress --distributed`` (and
 ``--stop-after-step``, which simulates an interruption for tests).
 
+One concept has one flag in every experiment (``experiments/core/README.md`` lists them): a field
+whose flag is spelled apart from its name is in :data:`FLAG_NAMES` (``learning_rate`` is
+``--lr``, as in the main experiment, while results and checkpoints keep the field name), and
+the spelling it replaced is still accepted for one release (:data:`DEPRECATED_ALIASES`).
+
 Values are resolved as defaults, then the experiment's ``--smoke`` overrides, then explicit
 flags; the config validates itself in ``__post_init__`` with the ``require_*`` helpers below,
 raising :class:`ConfigError`. Every configuration error, from argparse or from validation,
@@ -37,6 +42,12 @@ SHARED_FLAGS = (
 )
 
 
+# Config fields whose flag is not their name: one flag per concept across the experiments.
+FLAG_NAMES = {"learning_rate": "lr"}
+# Old spellings still accepted (shown in --help as deprecated); to be removed after one release.
+DEPRECATED_ALIASES = {"learning_rate": ("--learning-rate",)}
+
+
 class ConfigError(ValueError):
     """An invalid run configuration: the runner prints ``error: <message>`` and exits 2."""
 
@@ -47,8 +58,8 @@ def option(default: Any, help: str, *, choices: Sequence[Any] | None = None) -> 
 
 
 def flag(name: str) -> str:
-    """The command-line spelling of config field ``name``."""
-    return "--" + name.replace("_", "-")
+    """The command-line spelling of config field ``name`` (``learning_rate``: ``--lr``)."""
+    return "--" + FLAG_NAMES.get(name, name).replace("_", "-")
 
 
 # --------------------------------------------------------------------------- validation
@@ -156,9 +167,13 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, annota
     help_text = field.metadata.get("help", "")
     choices = field.metadata.get("choices")
     default = field.default
+    names = (flag(field.name), *DEPRECATED_ALIASES.get(field.name, ()))
+    if len(names) > 1:
+        help_text += f" ({', '.join(names[1:])}: deprecated spelling of {names[0]})"
     if annotation is bool:
         parser.add_argument(
-            flag(field.name),
+            *names,
+            dest=field.name,
             action=argparse.BooleanOptionalAction,
             default=argparse.SUPPRESS,
             help=f"{help_text} (default {default})",
@@ -169,11 +184,12 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, annota
         parse = _nullable(parse)
     shown = ",".join(map(str, default)) if is_tuple and default is not None else default
     parser.add_argument(
-        flag(field.name),
+        *names,
+        dest=field.name,
         type=parse,
         default=argparse.SUPPRESS,  # absent unless given: "--width none" is an explicit None
         choices=None if is_tuple else choices,
-        metavar="LIST" if is_tuple else None,
+        metavar="LIST" if is_tuple else FLAG_NAMES.get(field.name, field.name).upper(),
         help=f"{help_text} (default {shown})",
     )
 

@@ -196,19 +196,27 @@ def run_metadata(config: Any, *, smoke: bool, timing: Mapping[str, Any]) -> dict
 # --------------------------------------------------------------------------- tables
 
 
-def fmt(x: Any, digits: int = 4) -> str:
+def fmt(x: Any, digits: int = 4, *, signed: bool = False) -> str:
     """A number for a markdown table; ``None``/NaN as an em dash; ``{"mean", "std"}`` as
-    ``mean ± std`` and ``{"mean", "low", "high"}`` as ``mean [low, high]``."""
+    ``mean ± std`` and ``{"mean", "low", "high"}`` as ``mean [low, high]``; ``signed`` writes
+    the sign of every number (``+0.012 [-0.003, +0.027]``, for differences)."""
     if x is None:
         return "—"
     if isinstance(x, Mapping) and "mean" in x:
+        one = functools.partial(fmt, digits=digits, signed=signed)
         if "low" in x:
-            return f"{fmt(x['mean'], digits)} [{fmt(x['low'], digits)}, {fmt(x['high'], digits)}]"
-        return f"{fmt(x['mean'], digits)} ± {fmt(x.get('std'), digits)}"
+            return f"{one(x['mean'])} [{one(x['low'])}, {one(x['high'])}]"
+        return f"{one(x['mean'])} ± {fmt(x.get('std'), digits)}"
     if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
-        return str(int(x))
+        return f"{int(x):+d}" if signed else str(int(x))
     x = float(x)
-    return "—" if not math.isfinite(x) else f"{x:.{digits}f}"
+    return "—" if not math.isfinite(x) else f"{x:{'+' if signed else ''}.{digits}f}"
+
+
+def interval_at(columns: Mapping[str, Sequence[Any]], i: int) -> dict[str, Any]:
+    """The ``i``-th interval of columns of intervals (``{"mean": [...], "low": [...], ...}``, as
+    results store a sweep), as one interval dict for :func:`fmt`."""
+    return {key: values[i] for key, values in columns.items()}
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
