@@ -72,3 +72,26 @@ def test_combined_difference_pairs_rows_and_examples():
     assert d["p_value"] == pytest.approx(stats.bootstrap_p_value(diffs, d["mean"]), rel=1e-4)
     assert d["significant"] == (d["low"] > 0 or d["high"] < 0)
     assert d["mean"] > 0.1  # a real, detectable difference
+
+
+def test_seeds_and_examples_against_an_explicit_two_level_resample():
+    rng = np.random.default_rng(8)
+    x = (rng.random((5, 40)) < 0.8).astype(float) - (rng.random((5, 40)) < 0.7)  # paired 0/±1
+    got = stats.seeds_and_examples(x, seed=3, num_resamples=300)
+    rows = stats.row_counts(5, seed=3, num_resamples=300)
+    idx = stats.bootstrap_indices(40, seed=3, num_resamples=300)
+    draws = []
+    for b in range(300):
+        seeds = np.repeat(np.arange(5), rows[b])  # the drawn seeds, with multiplicity
+        draws.append(x[np.ix_(seeds, idx[b])].mean())
+    assert (got["low"], got["high"]) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+    assert got["mean"] == pytest.approx(x.mean())
+    seed_means = x.mean(axis=1)
+    t_low, t_high = st.t.interval(0.95, 4, loc=seed_means.mean(), scale=st.sem(seed_means))
+    assert got["seeds_interval"] == pytest.approx([t_low, t_high])
+    # Examples add variance that seeds alone miss: with identical seeds the t-interval is a
+    # point, the combined one is not.
+    same = np.repeat(x[:1], 5, axis=0)
+    both = stats.seeds_and_examples(same, seed=0, num_resamples=300)
+    assert both["seeds_interval"][0] == pytest.approx(both["seeds_interval"][1])
+    assert both["high"] - both["low"] > 0.1

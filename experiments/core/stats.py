@@ -177,6 +177,48 @@ def row_counts(rows: int, *, seed: int, num_resamples: int) -> np.ndarray:
     return counts
 
 
+def seeds_and_examples(
+    values: np.ndarray,
+    *,
+    seed: int = 0,
+    num_resamples: int = 2000,
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> dict:
+    """Mean of per-example values ``(S, n)`` (S seeds × the same n test examples) with a 95%
+    interval that includes both sources of variation: a hierarchical bootstrap drawing the seeds
+    with replacement, then the examples (the same for every seed).
+
+    For a paired comparison pass the per-example differences ``a - b`` of the same seeds and
+    examples (e.g. correctness 0/1 for an accuracy difference); ``p_value`` is then the
+    two-sided :func:`bootstrap_p_value` of "no difference" and ``significant`` whether the
+    interval excludes 0. ``seeds_interval`` is the Student-t interval over seeds alone.
+    """
+    x = np.asarray(values, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"values must be (seeds, examples), got shape {x.shape}")
+    num_seeds, n = x.shape
+    rows = row_counts(num_seeds, seed=seed, num_resamples=num_resamples)
+    idx = bootstrap_indices(n, seed=seed, num_resamples=num_resamples)
+    per_seed = np.stack([x[:, i].mean(axis=1) for i in idx])  # (B, S): every seed, resampled
+    draws = (per_seed * rows).sum(axis=1) / num_seeds
+    estimate = float(x.mean())
+    out = percentile_interval(draws, estimate, n, confidence=confidence)
+    if bounds[0] is not None:
+        out["low"] = max(out["low"], bounds[0])
+    if bounds[1] is not None:
+        out["high"] = min(out["high"], bounds[1])
+    seeds = interval(x.mean(axis=1), confidence=confidence)
+    out.update(
+        seeds=num_seeds,
+        seeds_interval=[seeds["low"], seeds["high"]],
+        p_value=bootstrap_p_value(draws, estimate),
+        significant=bool(out["low"] > 0 or out["high"] < 0),
+        interval="hierarchical bootstrap (seeds, then examples)",
+    )
+    return out
+
+
 def bootstrap_p_value(draws: np.ndarray, estimate: float) -> float:
     """Two-sided p-value of "the statistic is 0" for ``estimate`` with the bootstrap standard
     error of ``draws``: ``2 Φ(−|estimate| / sd(draws))`` (a percentile p-value cannot go below
