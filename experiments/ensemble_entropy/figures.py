@@ -1,0 +1,157 @@
+"""The PNG figures of a finished run, drawn from its results and the arrays evaluation stored
+(:func:`experiments.ensemble_entropy.evaluate.figure_arrays`); nothing is computed here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from experiments.core import data as data_lib, outputs
+from experiments.ensemble_entropy.config import (
+    CLASSIFICATION,
+    SCORE_LABELS,
+    VARIANT_LABELS,
+    VARIANTS,
+)
+
+
+def _band(ax: Any, x: Any, cells: list[dict], label: str, style: str = "o-") -> None:
+    mean = np.array([c["mean"] for c in cells], float)
+    low = np.array([c["low"] for c in cells], float)
+    high = np.array([c["high"] for c in cells], float)
+    (line,) = ax.plot(x, mean, style, label=label, markersize=3)
+    ax.fill_between(x, low, high, alpha=0.2, color=line.get_color())
+
+
+def _shift_figure(r: dict[str, Any]) -> Any:
+    shift = r["shift"]
+    fig, axes = outputs.new_figure(len(CLASSIFICATION), len(shift), size=(3.6, 2.6))
+    fig.set_layout_engine("constrained")
+    for j, (kind, rows) in enumerate(shift.items()):
+        labels = [data_lib.level_label(kind, lv) for lv in rows["level"]]
+        for i, metric in enumerate(CLASSIFICATION):
+            ax = axes[i, j]
+            for variant, style in zip(VARIANTS, ("o-", "o--", "s-", "s--"), strict=True):
+                _band(ax, rows["severity"], rows[variant][metric], VARIANT_LABELS[variant], style)
+            ax.set_xticks(rows["severity"], labels, fontsize=7)
+            ax.set_ylabel(metric)
+        axes[0, j].set_title(kind.replace("_", " "), fontsize=10)
+        axes[-1, j].set_xlabel("shift level (0 = clean)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Under shift: mean and 95% interval (members: single; ensembles: ensemble)")
+    return fig
+
+
+def _ood_figure(r: dict[str, Any]) -> Any:
+    names = [n for n, b in r["ood"].items() if b["headline"]]
+    keys = list(SCORE_LABELS)
+    fig, axes = outputs.new_figure(1, len(names), size=(2.6, 4.2))
+    fig.set_layout_engine("constrained")
+    for ax, name in zip(axes[0], names, strict=True):
+        b = r["ood"][name]
+        cells = [b["scores"][k]["auroc"] for k in keys]
+        mean = np.array([c["mean"] for c in cells])
+        err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] for c in cells]).T
+        colors = ["C0" if k.startswith("single") else "C1" for k in keys]
+        ax.barh(np.arange(len(keys)), mean, xerr=err, color=colors, capsize=2)
+        ax.axvline(b["raw_pixel_knn_auroc"], color="k", ls=":", lw=1, label="raw-pixel 5-NN")
+        ax.axvline(0.5, color="0.6", lw=0.8)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks(
+            np.arange(len(keys)),
+            [SCORE_LABELS[k] for k in keys] if ax is axes[0, 0] else [],
+            fontsize=7,
+        )
+        ax.invert_yaxis()
+        ax.set_xlabel("AUROC")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("OOD detection AUROC (blue: single model, orange: ensemble; 95% intervals)")
+    return fig
+
+
+def _size_figure(r: dict[str, Any]) -> Any:
+    size = r["ensemble_size"]
+    fig, axes = outputs.new_figure(1, 4, size=(3.4, 3.0))
+    fig.set_layout_engine("constrained")
+    for ax, metric in zip(axes[0][:2], ("nll", "ece"), strict=True):
+        _band(ax, size["k"], size["test"][metric], "test")
+        ax.set(title=f"test {metric}", xlabel="ensemble size k")
+    for ax, score in zip(axes[0][2:], ("total_entropy", "mutual_information"), strict=True):
+        for name in size["ood_sets"]:
+            _band(ax, size["k"], size["auroc"][score][name], name)
+        ax.set(title=f"AUROC, {score.replace('_', ' ')}", xlabel="ensemble size k", ylim=(0.0, 1.0))
+    axes[0][3].legend(fontsize=6)
+    return fig
+
+
+def _confidence_figure(r: dict[str, Any]) -> Any:
+    acc = r["accuracy_vs_confidence"]
+    tau = acc["thresholds"]
+    fig, axes = outputs.new_figure(1, 2, size=(4.4, 3.4))
+    fig.set_layout_engine("constrained")
+    for variant, style in (("single", "o-"), ("ensemble", "s-")):
+        _band(axes[0, 0], tau, acc["test"][variant]["accuracy"], f"test, {variant}", style)
+    for name in (n for n in acc if n != "thresholds"):
+        _band(axes[0, 1], tau, acc[name]["ensemble"]["fraction"], f"{name} (ensemble)")
+    axes[0, 0].set(xlabel="confidence threshold τ", ylabel="accuracy on examples with p ≥ τ")
+    axes[0, 1].set(
+        xlabel="confidence threshold τ", ylabel="fraction of examples with p ≥ τ", ylim=(0.0, 1.0)
+    )
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 1].legend(fontsize=6)
+    return fig
+
+
+def _histogram_figure(histograms: dict[str, dict[str, np.ndarray]]) -> Any:
+    fig, axes = outputs.new_figure(1, 3, size=(4.4, 3.3))
+    for ax, (title, per_set) in zip(axes[0], histograms.items(), strict=True):
+        edges = np.linspace(0.0, max(float(np.max(v)) for v in per_set.values()) * 1.001 or 1, 31)
+        for n, v in per_set.items():
+            ax.hist(
+                v,
+                bins=edges,
+                density=True,
+                histtype="step",
+                linewidth=1.5,
+                label="in-distribution test" if n == "test" else n,
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("nats")
+    axes[0][0].set_ylabel("density")
+    axes[0][0].legend(fontsize=7)
+    return fig
+
+
+def _reliability_figure(reliability: dict[str, dict[str, Any]]) -> Any:
+    fig, axes = outputs.new_figure(1, 4, size=(3.2, 3.2))
+    fig.set_layout_engine("constrained")
+    for ax, variant in zip(axes[0], VARIANTS, strict=True):
+        rel = reliability[variant]
+        counts, edges = np.asarray(rel["counts"]), np.asarray(rel["bin_edges"])
+        acc = np.where(counts > 0, np.asarray(rel["accuracy"], float), np.nan)
+        centers = 0.5 * (edges[:-1] + edges[1:])
+        ax.bar(centers, np.nan_to_num(acc), width=np.diff(edges), edgecolor="k", alpha=0.7)
+        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        ax.set(
+            title=f"{VARIANT_LABELS[variant]} 0 (ECE {rel['ece']:.3f})",
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence",
+        )
+    axes[0][0].set_ylabel("accuracy")
+    return fig
+
+
+def figures(r: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of ``r``; ``arrays`` from
+    :func:`~experiments.ensemble_entropy.evaluate.figure_arrays`."""
+    return {
+        "shift": _shift_figure(r),
+        "ood_auroc": _ood_figure(r),
+        "ensemble_size": _size_figure(r),
+        "accuracy_confidence": _confidence_figure(r),
+        "entropy_histograms": _histogram_figure(arrays["entropy_histograms"]),
+        "reliability": _reliability_figure(arrays["reliability"]),
+    }

@@ -1,0 +1,263 @@
+"""``report.md``: the tables and sentences of a finished run, read from its results only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from experiments.core import data as data_lib, outputs
+from experiments.ensemble_entropy.config import (
+    CLASSIFICATION,
+    SCORE_LABELS,
+    VARIANT_LABELS,
+    VARIANTS,
+)
+
+
+def _header(r: dict[str, Any]) -> list[str]:
+    cfg, d = r["config"], r["data"]
+    return [
+        "# Ensemble entropy: single models vs deep ensembles",
+        "",
+        f"{cfg['seeds']} independent ensembles × {cfg['members']} {cfg['model']} members (width "
+        f"{cfg['width']}), {cfg['steps']} steps, batch {cfg['batch_size']}, Adam lr {cfg['lr']} "
+        f"({cfg['schedule']}), seed {cfg['seed']}. Data: {d['source']}; classes "
+        f"{d['in_classes']} in-distribution ({d['num_train']} train / {d['num_val']} validation / "
+        f"{d['num_test']} test), {d['heldout_classes']} held out. Devices: "
+        f"{r['devices']['device_count']} × {r['devices']['backend']}. Entropies in nats.",
+        "",
+        "Every number is a mean with its 95% interval: over the "
+        f"{cfg['seeds'] * cfg['members']} members (single models, ddof = 1) or the "
+        f"{cfg['seeds']} ensembles; OOD intervals are the wider of that and a bootstrap over "
+        "test examples. A difference is claimed only where its paired interval excludes 0.",
+        "",
+        "## What the intervals support",
+        "",
+        *[f"- {c}" for c in r["claims"]],
+        "",
+    ]
+
+
+def _in_distribution(r: dict[str, Any]) -> list[str]:
+    test, comp = r["in_distribution"]["test"], r["in_distribution"]["comparisons"]
+    headers = ["metric", *(VARIANT_LABELS[v] for v in VARIANTS), "ensemble − single (paired)"]
+    rows = [
+        [
+            m,
+            *(test[v][m] for v in VARIANTS),
+            outputs.fmt(comp[m]["ensemble_minus_single"], 4, signed=True),
+        ]
+        for m in CLASSIFICATION
+    ]
+    temp = r["temperature"]
+    return [
+        "## In-distribution test set",
+        "",
+        outputs.markdown_table(headers, rows),
+        "",
+        f"Temperatures fit on the validation split by NLL: single models T = "
+        f"{outputs.fmt(temp['single'], 3)}, ensembles T = {outputs.fmt(temp['ensemble'], 3)}; "
+        f"validation NLL single {outputs.fmt(temp['val_nll']['single'])} → "
+        f"{outputs.fmt(temp['val_nll']['single_ts'])}, ensemble "
+        f"{outputs.fmt(temp['val_nll']['ensemble'])} → "
+        f"{outputs.fmt(temp['val_nll']['ensemble_ts'])}.",
+        "",
+    ]
+
+
+def _ood_overview(r: dict[str, Any]) -> list[str]:
+    keys = list(SCORE_LABELS)
+    headers = ["OOD set", "raw-pixel 5-NN", *(SCORE_LABELS[k] for k in keys)]
+    rows = [
+        [name, b["raw_pixel_knn_auroc"], *(b["scores"][k]["auroc"]["mean"] for k in keys)]
+        for name, b in r["ood"].items()
+    ]
+    return [
+        "## Out of distribution: AUROC of every score on every set (means)",
+        "",
+        "OOD set positive against the clean test set; 0.5 = chance. The raw-pixel 5-NN column "
+        "needs no model: where it is near 1.0 the set is too easy to rank the scores.",
+        "",
+        outputs.markdown_table(headers, rows, digits=3),
+        "",
+    ]
+
+
+def _ood_details(r: dict[str, Any]) -> list[str]:
+    lines = ["## OOD detection with intervals (headline sets)", ""]
+    for name, b in r["ood"].items():
+        if not b["headline"]:
+            continue
+        scores = b["scores"]
+        rows = [
+            [SCORE_LABELS[k], *(scores[k][m] for m in ("auroc", "aupr", "fpr95", "mean_score"))]
+            for k in SCORE_LABELS
+        ]
+        lines += [
+            f"**{name}** ({b['num_examples']} images; raw-pixel 5-NN AUROC "
+            f"{b['raw_pixel_knn_auroc']:.3f})",
+            "",
+            outputs.markdown_table(
+                ["score", "AUROC ↑", "AUPR ↑", "FPR@95 ↓", "mean score"], rows, 3
+            ),
+            "",
+        ]
+    return lines
+
+
+def _shift(r: dict[str, Any]) -> list[str]:
+    lines = ["## Shift: metrics against severity (Ovadia et al. 2019)", ""]
+    columns = [
+        ("accuracy", "single"),
+        ("accuracy", "ensemble"),
+        ("nll", "single"),
+        ("nll", "single_ts"),
+        ("nll", "ensemble"),
+        ("nll", "ensemble_ts"),
+        ("ece", "single"),
+        ("ece", "single_ts"),
+        ("ece", "ensemble"),
+        ("ece", "ensemble_ts"),
+        ("brier", "single"),
+        ("brier", "ensemble"),
+    ]
+    headers = ["severity", "level"] + [f"{m} {VARIANT_LABELS[v]}" for m, v in columns]
+    for kind, rows in r["shift"].items():
+        table = [
+            [
+                str(sev),
+                data_lib.level_label(kind, rows["level"][i]),
+                *(rows[v][m][i] for m, v in columns),
+            ]
+            for i, sev in enumerate(rows["severity"])
+        ]
+        lines += [
+            f"**{kind.replace('_', ' ')}**",
+            "",
+            outputs.markdown_table(headers, table, 3),
+            "",
+        ]
+    return lines
+
+
+def _confidence(r: dict[str, Any]) -> list[str]:
+    acc = r["accuracy_vs_confidence"]
+    picks = [i for i, t in enumerate(acc["thresholds"]) if t in (0.5, 0.9)]
+    headers = [
+        "set",
+        "τ",
+        "single: accuracy",
+        "single: kept",
+        "ensemble: accuracy",
+        "ensemble: kept",
+    ]
+    rows = []
+    for name in (n for n in acc if n != "thresholds"):
+        for i in picks:
+            cells = []
+            for v in ("single", "ensemble"):
+                cells += [
+                    acc[name][v]["accuracy"][i] if "accuracy" in acc[name][v] else "—",
+                    acc[name][v]["fraction"][i],
+                ]
+            rows.append([name, f"{acc['thresholds'][i]:g}", *cells])
+    return [
+        "## Accuracy against confidence (Lakshminarayanan et al. 2017)",
+        "",
+        "Examples with max-probability ≥ τ: their accuracy (labelled sets) and the fraction "
+        "kept (for OOD sets, lower is better).",
+        "",
+        outputs.markdown_table(headers, rows, 3),
+        "",
+    ]
+
+
+def _sizes(r: dict[str, Any]) -> list[str]:
+    size = r["ensemble_size"]
+    headers = ["k", "accuracy", "NLL", "ECE"]
+    headers += [f"AUROC MI {n}" for n in size["ood_sets"]]
+    table = [
+        [
+            str(k),
+            *(size["test"][m][i] for m in ("accuracy", "nll", "ece")),
+            *(size["auroc"]["mutual_information"][n][i] for n in size["ood_sets"]),
+        ]
+        for i, k in enumerate(size["k"])
+    ]
+    return [
+        f"## Ensemble size ({size['subsets']} random member subsets per k, per ensemble)",
+        "",
+        outputs.markdown_table(headers, table, 3),
+        "",
+    ]
+
+
+def _rotation(r: dict[str, Any]) -> list[str]:
+    m = r["rotation_mechanism"]
+    if m is None:
+        return []
+    frac, ink, blank = (
+        m["fraction_to_target"],
+        m["outer_quarter_ink"],
+        m["blanked_outer_rows_to_target"],
+    )
+    target = m["target_digit"]
+    least = r["data"]["in_classes"][int(np.argmin(ink["rows_by_class"]))]
+    shared = min(frac["logistic_regression"], frac["nearest_class_mean"]) > 0.5
+    profile = least == target and blank["ensemble"]["mean"] > 0.5
+    lines = [
+        f"## The rotation failure, probed ({m['set']})",
+        "",
+        f"The ensembles send {outputs.fmt(frac['ensemble'], 3)} of the rotated test images to "
+        f"class {target} (mean total entropy {outputs.fmt(m['ensemble_entropy_on_rotated'], 3)} "
+        f"nats); a logistic regression and a nearest-class-mean classifier on raw pixels send "
+        f"{frac['logistic_regression']:.3f} and {frac['nearest_class_mean']:.3f} there"
+        + (
+            ": the failure is shared by simple models, so it is not ensemble similarity."
+            if shared
+            else "."
+        ),
+        "",
+        f"Ink profile: the outer quarter of the columns of the training images holds "
+        f"{ink['columns_of_training_images']:.3f} mean ink, the outer quarter of the rows "
+        f"{ink['rows_of_training_images']:.3f}; after the rotation the outer rows hold "
+        f"{ink['rows_of_rotated_images']:.3f}. The class with the least ink in the outer rows is "
+        f"{least} ({min(ink['rows_by_class']):.3f}). Counterfactual: blanking the outer quarter "
+        f"rows of *unrotated* test images sends {outputs.fmt(blank['ensemble'], 3)} of them to "
+        f"class {target} under the ensembles and {blank['logistic_regression']:.3f} under the "
+        "logistic regression.",
+        "",
+    ]
+    if profile:
+        lines += [
+            "Mechanism: the images are drawn in a tall, narrow box, so a 90° rotation empties the "
+            "outer rows; empty outer rows are, in these training data, the signature of class "
+            f"{target}. The rotated set therefore lands deep inside that class's region of pixel "
+            "space, far from any decision boundary: every model fit to these data is confident "
+            "there, the members agree, and no entropy score (total or mutual information) can "
+            "flag it. A feature-distance score still can, because the rotated images are far "
+            "from the training images.",
+            "",
+        ]
+    else:
+        lines += [
+            "The outer-row profile does not explain the failure on these data (the "
+            "counterfactual does not reproduce it).",
+            "",
+        ]
+    return lines
+
+
+def report(r: dict[str, Any]) -> str:
+    """The human-readable tables of ``report.md``."""
+    final = r["training"]["final_loss_mean_last_10pct"]
+    lines = _header(r) + _in_distribution(r) + _ood_overview(r) + _ood_details(r)
+    lines += _shift(r) + _confidence(r) + _sizes(r) + _rotation(r)
+    lines += [
+        f"Final training loss (mean of the last 10% of steps, all members): {final:.4f}.",
+        "",
+        "Figures: `shift.png`, `ood_auroc.png`, `ensemble_size.png`, `accuracy_confidence.png`, "
+        "`entropy_histograms.png`, `reliability.png`.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Training and the whole run: ``train_and_evaluate(config, options)`` (flax's layout).
+
+The R·K members (:class:`~experiments.ensemble_entropy.config.Layout`) are built by
+:func:`_setup` (the same setup :func:`~experiments.ensemble_entropy.loader.load_run` rebuilds) and
+trained together by :meth:`experiments.core.training.Members.train`; everything after training is
+:mod:`~experiments.ensemble_entropy.evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from experiments.core import cli, data as data_lib, entropy_curves, training
+from experiments.core.models import build_model
+from experiments.core.runner import Outcome
+from experiments.ensemble_entropy import evaluate
+from experiments.ensemble_entropy.config import Config
+from experiments.ensemble_entropy.evalsets import predict
+from experiments.ensemble_entropy.rotation import rotation_mechanism
+
+
+def _setup(config: Config, data: data_lib.ImageData):
+    """The R·K initial members and their optimizer, as every run of ``config`` builds them."""
+
+    def model_fn(rngs):
+        return build_model(
+            config.model,
+            num_classes=data.num_classes,
+            width=config.width,
+            depth=config.depth,
+            activation=config.activation,
+            input_shape=data.image_shape,
+            rngs=rngs,
+        )
+
+    members = training.Members.create(model_fn, config.num_models, seed=config.seed)
+    tx = training.make_optimizer(
+        config.lr,
+        steps=config.steps,
+        schedule=config.schedule,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+    )
+    return members, tx
+
+
+def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
+    """The R·K members trained together; returns the members and the training result."""
+    members, tx = _setup(config, data)
+    layout, every = config.layout, config.checkpoint_every
+    result = members.train(
+        training.classification_objective(members.ensemble),
+        tx,
+        data={"image": data.x_train, "label": data.y_train},
+        batch_size=config.batch_size,
+        seed=config.seed,
+        schedule=training.Schedule(
+            config.steps,
+            eval_every=config.eval_every,
+            checkpoint_every=max(config.steps // 4, 1) if every is None else every,
+        ),
+        options=options,
+        run_config=dataclasses.asdict(config),
+        description=f"{config.seeds}×{config.members}×{config.model}",
+        probe=entropy_curves.EntropyProbe(
+            data.x_train, data.x_val, data.y_val, groups=layout.groups()
+        ),
+        member_names=layout.member_names(),
+    )
+    return members, result
+
+
+def training_summary(history: np.ndarray, points: int = 100) -> dict[str, Any]:
+    """Training loss curve (mean over members, subsampled) and the final loss per member."""
+    steps = history.shape[0]
+    stride = max(steps // points, 1)
+    idx = np.unique(np.concatenate([np.arange(0, steps, stride), [steps - 1]]))
+    return {
+        "loss_curve_step": (idx + 1).tolist(),
+        "loss_curve_mean": history[idx].mean(axis=1).tolist(),
+        "final_loss_per_member": history[-1].tolist(),
+        "final_loss_mean_last_10pct": float(history[-max(steps // 10, 1) :].mean()),
+    }
+
+
+def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
+    """Train R ensembles of K members, then evaluate members and ensembles on every set."""
+    data = config.load_data()
+    t0 = time.perf_counter()
+    members, result = train(config, options, data)
+    train_seconds = time.perf_counter() - t0
+    pred = predict(members, result.params, data, config)
+    ind = evaluate.in_distribution(pred, config)
+    results: dict[str, Any] = {
+        "data": {
+            **data.summary(),
+            "dataset": data.name,
+            "source": data.source,
+            "image_shape": list(data.image_shape),
+        },
+        "layout": config.layout.to_json(),
+        "temperature": evaluate.temperature_summary(pred),
+        "in_distribution": ind,
+        "ood": evaluate.ood_section(pred, data, config),
+        "shift": evaluate.shift_curves(pred, config, ind["test"]),
+        "accuracy_vs_confidence": evaluate.confidence_curves(
+            pred, pred.sets.headline(config.severities)
+        ),
+        "ensemble_size": evaluate.size_curves(pred, config),
+        "rotation_mechanism": rotation_mechanism(members, result.params, data, pred, config),
+        "training": training_summary(result.loss_history),
+        "entropy_curves": {
+            data.name: entropy_curves.summarise(
+                result.curves,
+                result.loss_history,
+                group_names=config.layout.ensemble_names(),
+                max_entropy=math.log(data.num_classes),
+            )
+        },
+    }
+    results["claims"] = evaluate.claims(results)
+    return Outcome(
+        results,
+        arrays=evaluate.figure_arrays(pred, config),
+        npz={"predictions": pred.sets.predictions_npz(pred.logits, config.layout)},
+        timing={
+            "train_seconds_this_process": train_seconds,
+            "evaluate_seconds": time.perf_counter() - t0 - train_seconds,
+            "resumed_from_step": result.resumed_from_step,
+        },
+    )
