@@ -1,4 +1,7 @@
-"""Shared test configuration: float64 references, strict promotion, small fixed shapes."""
+"""Shared test configuration: float64 references, strict promotion, small fixed shapes; the
+main experiment's smoke runs shared by every test that reads them."""
+
+import pathlib
 
 import jax
 import numpy as np
@@ -27,6 +30,38 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="session")
+def main_runs(tmp_path_factory) -> pathlib.Path:
+    """Three smoke invocations of the main experiment in one process (they share its compiled
+    functions): ``a`` (the reference), ``a_again`` (the same seed again) and ``resumed``,
+    interrupted after step 25 of 40 (checkpoints every 10, so steps 21..25 are lost)."""
+    from _main_experiment import SMOKE, run
+
+    work = tmp_path_factory.mktemp("main_runs")
+    codes, stderr = run(
+        [*SMOKE, "--out", str(work / "a")],
+        [*SMOKE, "--out", str(work / "a_again")],
+        [*SMOKE, "--out", str(work / "resumed"), "--stop-after-step", "25"],
+    )
+    assert codes == [0, 0, 3], stderr[-3000:]
+    return work
+
+
+@pytest.fixture(scope="session")
+def main_four_devices(tmp_path_factory) -> tuple[pathlib.Path, list[int], str]:
+    """One process with 4 CPU devices: a member count that does not divide over them (refused),
+    then the smoke run sharded over the 4 devices (the reference of the multi-host test)."""
+    from _main_experiment import SMOKE, run
+
+    work = tmp_path_factory.mktemp("main_four_devices")
+    codes, stderr = run(
+        [*SMOKE, "--out", str(work / "bad"), "--members", "3"],
+        [*SMOKE, "--out", str(work / "four")],
+        devices=4,
+    )
+    return work, codes, stderr
+
+
 def pytest_report_header(config) -> str:
     from entjax import _numerics
 
@@ -48,9 +83,22 @@ SLOW_FILES = (
 )
 
 
+# Files whose tests share session fixtures run on one xdist worker (``--dist loadgroup``); every
+# other file is its own group, as ``--dist loadfile`` would make it.
+SHARED_GROUPS = {
+    "test_ensemble_experiment.py": "main_experiment",
+    "test_multihost.py": "main_experiment",
+}
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     def rank(item) -> int:
         name = item.path.name
         return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
 
     items.sort(key=rank)  # stable: the order within each file is kept
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = SHARED_GROUPS.get(item.path.name, str(item.path))
+        item.add_marker(pytest.mark.xdist_group(group))

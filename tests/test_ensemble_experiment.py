@@ -1,12 +1,9 @@
-"""The main experiment end to end: outputs, determinism, kill-and-resume, 8 devices, errors.
+"""The main experiment end to end: outputs, determinism, kill-and-resume, 4 devices, errors.
 
-The experiment runs in subprocesses (``experiments.ensemble_entropy.main`` with ``--smoke``) so
-it sees a fresh JAX (no x64 from conftest, its own device count). To keep compilation down, one
-subprocess may run several invocations (they share JAX's in-process compile cache). JAX's
-*persistent* compilation cache is deliberately not used: on CPU, an executable loaded from it
-gave results differing in the last bits from a freshly compiled one, which would break the
-bitwise "same seed, same results" guarantee. Numbers are checked against numpy re-computations
-from the saved member logits.
+The experiment runs in subprocesses (``tests/_main_experiment.py``) so it sees a fresh JAX (no
+x64 from conftest, its own device count); the smoke runs are session fixtures shared with the
+multi-host test (``tests/conftest.py``). Numbers are checked against numpy re-computations from
+the saved member logits.
 """
 
 from __future__ import annotations
@@ -14,11 +11,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import pathlib
-import subprocess
-import sys
 
+import _main_experiment as main_exp
 import numpy as np
 import pytest
 from scipy.special import logsumexp
@@ -27,79 +22,16 @@ from experiments.core import data as data_lib
 from experiments.core.cli import ConfigError
 from experiments.core.training import make_mesh
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = ["--smoke", "--no-progress"]
+
+@pytest.fixture
+def workdir(main_runs: pathlib.Path) -> pathlib.Path:
+    return main_runs
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> pathlib.Path:
-    return tmp_path_factory.mktemp("ensemble_experiment")
-
-
-def _env(devices: int = 1) -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_X64"):
-        env.pop(key, None)
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
-
-
-_DRIVER = """
-import json, sys
-from experiments.ensemble_entropy import main
-for i, argv in enumerate(json.loads(sys.argv[1])):
-    print(f"@@rc {i} {main(argv)}", flush=True)
-"""
-
-
-def _run(*invocations: list[str], devices: int = 1) -> tuple[list[int], str]:
-    """Run ``main(argv)`` for each argv in ONE fresh Python process; return exit codes, stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _DRIVER, json.dumps([list(a) for a in invocations])],
-        cwd=REPO,
-        env=_env(devices),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    codes = [int(line.split()[2]) for line in proc.stdout.splitlines() if line.startswith("@@rc")]
-    assert len(codes) == len(invocations), proc.stdout[-2000:] + proc.stderr[-3000:]
-    return codes, proc.stderr
-
-
-def _results(out: pathlib.Path) -> dict:
-    results = json.loads((out / "results.json").read_text())
-    results.pop("timing")  # the one run-dependent field
-    return results
-
-
-def _leaves(tree, prefix=""):
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from _leaves(v, f"{prefix}/{k}")
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            yield from _leaves(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, tree
-
-
-@pytest.fixture(scope="module")
-def smoke_run(workdir: pathlib.Path) -> pathlib.Path:
-    """Three smoke invocations in one process (they share its compiled functions): ``a`` (the
-    reference), ``a_again`` (the same seed again) and ``resumed``, interrupted after step 25 of
-    40 (checkpoints every 10, so steps 21..25 are lost) for the resume test."""
-    codes, stderr = _run(
-        [*SMOKE, "--out", str(workdir / "a")],
-        [*SMOKE, "--out", str(workdir / "a_again")],
-        [*SMOKE, "--out", str(workdir / "resumed"), "--stop-after-step", "25"],
-    )
-    assert codes == [0, 0, 3], stderr[-3000:]
-    return workdir / "a"
+@pytest.fixture
+def smoke_run(main_runs: pathlib.Path) -> pathlib.Path:
+    """The reference smoke run (``tests/conftest.py::main_runs``)."""
+    return main_runs / "a"
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -223,7 +155,7 @@ def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):
     from scipy import stats as st
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    results = _results(smoke_run)
+    results = main_exp.results(smoke_run)
     pred, sl = _load_predictions(smoke_run)
     r, k = int(pred["ensembles"]), int(pred["members_per_ensemble"])
     logits = pred["member_logits"].astype(np.float64)  # (R·K, n, C)
@@ -289,8 +221,8 @@ def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):
 
 
 def test_same_seed_gives_identical_results(workdir: pathlib.Path, smoke_run: pathlib.Path):
-    again = _results(workdir / "a_again")
-    assert again == _results(smoke_run)
+    again = main_exp.results(workdir / "a_again")
+    assert again == main_exp.results(smoke_run)
     # and the comparison can fail: the training loss curve really depends on the data
     assert len(set(again["training"]["loss_curve_mean"])) > 10
 
@@ -305,12 +237,12 @@ def test_interrupted_then_resumed_run_is_identical(workdir: pathlib.Path, smoke_
     # configuration is refused before anything is trained.
     # The same command again without --resume never deletes the earlier run: one error line,
     # exit 2; --overwrite replaces it (a fresh run from step 0, the same numbers).
-    codes, stderr = _run(
-        [*SMOKE, "--out", str(out), "--resume"],
-        [*SMOKE, "--out", str(out), "--resume"],
-        [*SMOKE, "--out", str(out), "--resume", "--lr", "0.02"],
-        [*SMOKE, "--out", str(out)],
-        [*SMOKE, "--out", str(out), "--overwrite"],
+    codes, stderr = main_exp.run(
+        [*main_exp.SMOKE, "--out", str(out), "--resume"],
+        [*main_exp.SMOKE, "--out", str(out), "--resume"],
+        [*main_exp.SMOKE, "--out", str(out), "--resume", "--lr", "0.02"],
+        [*main_exp.SMOKE, "--out", str(out)],
+        [*main_exp.SMOKE, "--out", str(out), "--overwrite"],
     )
     assert codes == [0, 0, 2, 2, 0], stderr[-3000:]
     assert "error: cannot resume from" in stderr
@@ -320,30 +252,26 @@ def test_interrupted_then_resumed_run_is_identical(workdir: pathlib.Path, smoke_
     assert refused[0].startswith("error: ")
     assert "--resume" in refused[0]
     assert "--overwrite" in refused[0]
-    assert _results(out) == _results(smoke_run)
+    assert main_exp.results(out) == main_exp.results(smoke_run)
     assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] is None
     resumed = [line for line in stderr.splitlines() if "resumed from the checkpoint" in line]
     assert [line.split()[-1] for line in resumed] == ["20", "40"], resumed
 
 
-def test_eight_devices_match_one_device_and_bad_member_count_fails(
-    workdir: pathlib.Path, smoke_run: pathlib.Path
+def test_four_devices_match_one_device_and_bad_member_count_fails(
+    main_four_devices, smoke_run: pathlib.Path
 ):
-    out = workdir / "eight"
-    codes, stderr = _run(
-        [*SMOKE, "--out", str(workdir / "bad"), "--members", "3"],
-        [*SMOKE, "--out", str(out)],
-        devices=8,
-    )
+    work, codes, stderr = main_four_devices
+    out = work / "four"
     assert codes == [2, 0], stderr[-3000:]
     assert "error: the number of ensemble members (6) must be a positive multiple" in stderr
-    assert "multiple of the number of devices (8)" in stderr
-    assert not (workdir / "bad" / "results.json").exists()
-    eight, one = _results(out), _results(smoke_run)
-    assert eight["devices"]["device_count"] == 8
-    eight.pop("devices")
+    assert "multiple of the number of devices (4)" in stderr
+    assert not (work / "bad" / "results.json").exists()
+    four, one = main_exp.results(out), main_exp.results(smoke_run)
+    assert four["devices"]["device_count"] == 4
+    four.pop("devices")
     one.pop("devices")
-    a, b = dict(_leaves(eight)), dict(_leaves(one))
+    a, b = dict(main_exp.leaves(four)), dict(main_exp.leaves(one))
     assert a.keys() == b.keys()
     numeric = [k for k in a if isinstance(a[k], float)]
     assert len(numeric) > 500

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import pathlib
 
-from test_ensemble_experiment import SMOKE, _run
+from _main_experiment import SMOKE, run
 
 MNIST_SMOKE = ["--dataset", "mnist", "--width", "8", "--steps", "20", "--severities", "5"]
 
 
 def test_mnist_smoke_runs_on_the_offline_sample(tmp_path: pathlib.Path):
     out = tmp_path / "mnist"
-    codes, stderr = _run([*SMOKE, *MNIST_SMOKE, "--out", str(out)])
+    codes, stderr = run([*SMOKE, *MNIST_SMOKE, "--out", str(out)])
     assert codes == [0], stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["model"] == "cnn"  # the mnist default

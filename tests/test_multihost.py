@@ -83,20 +83,12 @@ def _numbers(out: pathlib.Path) -> dict:
     return results
 
 
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory) -> pathlib.Path:
-    out = tmp_path_factory.mktemp("one_process") / "out"
-    proc = subprocess.run(
-        [sys.executable, *SMOKE, "--out", str(out)],
-        cwd=REPO,
-        env=_env(4),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+@pytest.fixture
+def one_process(main_four_devices) -> pathlib.Path:
+    """The same smoke run by one process with 4 devices (``tests/conftest.py``)."""
+    work, codes, stderr = main_four_devices
+    assert codes[-1] == 0, stderr[-3000:]
+    return work / "four"
 
 
 def test_two_processes_interrupted_resumed_with_a_slow_writer_match_one_process(

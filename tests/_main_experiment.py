@@ -1,0 +1,74 @@
+"""Running the main experiment (``experiments.ensemble_entropy``) in fresh subprocesses.
+
+Shared by the tests that run it end to end. One subprocess may run several invocations of
+``main(argv)``: they share its compiled functions, which keeps compilation down. JAX's
+*persistent* compilation cache is deliberately not used: on CPU, an executable loaded from it
+gave results differing in the last bits from a freshly compiled one, which would break the
+bitwise "same seed, same results" guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = ["--smoke", "--no-progress"]
+
+_DRIVER = """
+import json, sys
+from experiments.ensemble_entropy import main
+for i, argv in enumerate(json.loads(sys.argv[1])):
+    print(f"@@rc {i} {main(argv)}", flush=True)
+"""
+
+
+def env(devices: int = 1) -> dict[str, str]:
+    """The environment of a fresh experiment process with ``devices`` CPU devices."""
+    out = dict(os.environ)
+    for key in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_X64"):
+        out.pop(key, None)
+    out.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO) + os.pathsep + out.get("PYTHONPATH", ""))
+    if devices > 1:
+        out["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return out
+
+
+def run(*invocations: list[str], devices: int = 1) -> tuple[list[int], str]:
+    """Run ``main(argv)`` for each argv in ONE fresh Python process; return exit codes, stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps([list(a) for a in invocations])],
+        cwd=REPO,
+        env=env(devices),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    codes = [int(line.split()[2]) for line in proc.stdout.splitlines() if line.startswith("@@rc")]
+    assert len(codes) == len(invocations), proc.stdout[-2000:] + proc.stderr[-3000:]
+    return codes, proc.stderr
+
+
+def results(out: pathlib.Path, *drop: str) -> dict:
+    """A run's ``results.json`` without its run-dependent ``timing`` (and ``drop``) fields."""
+    loaded = json.loads((out / "results.json").read_text())
+    for key in ("timing", *drop):
+        loaded.pop(key)
+    return loaded
+
+
+def leaves(tree, prefix=""):
+    """``(path, value)`` of every leaf of a JSON tree."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from leaves(v, f"{prefix}/{k}")
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, tree
