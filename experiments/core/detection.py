@@ -106,7 +106,8 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> np.ndarray:
     """:func:`entjax.auroc` over the last axis of host arrays ``(R, n)`` (jitted), as float64."""
     s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
     ones = np.ones((1, s_in.shape[-1] + s_out.shape[-1]), np.int32)
-    return _scored(s_in, s_out, ones, ("auroc",))["auroc"][0]
+    values = _scored(s_in, s_out, ones, ("auroc",))["auroc"][0]
+    return values.reshape(np.shape(in_scores)[:-1])  # a scalar for 1-D inputs
 
 
 def per_replicate(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, np.ndarray]:
