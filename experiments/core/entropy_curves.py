@@ -356,17 +356,6 @@ def alarms(
 # --------------------------------------------------------------------------- summary
 
 
-def series_by(grid: Sequence[Mapping[str, Any]], key: str, symbol: str | None = None) -> dict:
-    """Members of a :func:`~experiments.core.training.member_grid` grouped by ``key``'s value:
-    ``{"λ=0.1": [indices], ...}``, in the grid's order."""
-    out: dict[str, list[int]] = {}
-    for i, member in enumerate(grid):
-        value = member[key]
-        text = f"{value:g}" if isinstance(value, (int, float)) else str(value)
-        out.setdefault(f"{symbol or key}={text}", []).append(i)
-    return out
-
-
 def _window_losses(loss_history: np.ndarray, steps: Sequence[int], members: list[int]) -> list:
     """Mean training loss of ``members`` over the steps since the previous evaluation."""
     out: list[float | None] = [None]
