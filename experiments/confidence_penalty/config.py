@@ -42,9 +42,15 @@ class Config(training.SweepConfig):
     steps: int = option(800, "Adam steps")
     learning_rate: float = option(3e-3, "peak Adam learning rate (cosine schedule)")
     width: int = option(64, "MLP width (digits)")
-    toy_width: int = option(16, "MLP width (toy)")
-    toy_train: int = option(512, "toy training points")
+    toy_width: int = option(64, "MLP width (toy)")
+    toy_train: int = option(128, "toy training points (also the validation size)")
     toy_test: int = option(2048, "toy test points")
+    toy_label_noise: float = option(
+        0.2, "toy: probability that a label is flipped (train, validation and test alike)"
+    )
+    bootstrap_resamples: int = option(
+        1000, "resamples of the hierarchical bootstrap over seeds and test examples"
+    )
     num_bins: int = option(15, "ECE bins")
 
     def __post_init__(self):
@@ -58,12 +64,10 @@ class Config(training.SweepConfig):
         cli.require(len(self.datasets) > 0, "--datasets needs at least one dataset")
         for name in ("width", "toy_width"):
             cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
+        cli.require(0.0 <= self.toy_label_noise < 0.5, "--toy-label-noise must lie in [0, 0.5)")
+        cli.require(self.bootstrap_resamples >= 100, "--bootstrap-resamples must be >= 100")
         for name in ("toy_train", "toy_test", "num_bins"):
             cli.require(getattr(self, name) >= 2, f"{cli.flag(name)} must be >= 2")
-
-    @property
-    def positive_lambdas(self) -> tuple[float, ...]:
-        return tuple(v for v in self.lambdas if v > 0)
 
 
 SMOKE = {
@@ -77,4 +81,5 @@ SMOKE = {
     "toy_train": 64,
     "toy_test": 128,
     "eval_every": 10,
+    "bootstrap_resamples": 200,
 }

@@ -27,10 +27,14 @@ from experiments.core import (
 from experiments.core.runner import Outcome
 
 
-def toy_points(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points x ~ N(0, I₂) as ``(n, 1, 2, 1)`` "images", label 1 iff x₀ + x₁ > 0."""
-    x = np.random.default_rng([seed, 3000]).normal(size=(n, 2)).astype(np.float32)
-    return x.reshape(n, 1, 2, 1), (x.sum(-1) > 0).astype(np.int32)
+def toy_points(n: int, *, seed: int, noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points x ~ N(0, I₂) as ``(n, 1, 2, 1)`` "images", label 1 iff x₀ + x₁ > 0, each
+    label flipped with probability ``noise`` (so the Bayes classifier is right with probability
+    1 − ``noise`` and no calibrated model is confident)."""
+    rng = np.random.default_rng([seed, 3000])
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    flip = rng.random(n) < noise
+    return x.reshape(n, 1, 2, 1), ((x.sum(-1) > 0) ^ flip).astype(np.int32)
 
 
 def load(name: str, config: Config) -> data_lib.ImageData:
@@ -38,9 +42,10 @@ def load(name: str, config: Config) -> data_lib.ImageData:
     if name == "digits":
         return data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
     if name == "toy":
-        x_train, y_train = toy_points(config.toy_train, seed=config.seed)
-        x_test, y_test = toy_points(config.toy_test, seed=config.seed + 1)
-        x_val, y_val = toy_points(config.toy_train, seed=config.seed + 2)
+        noise = config.toy_label_noise
+        x_train, y_train = toy_points(config.toy_train, seed=config.seed, noise=noise)
+        x_test, y_test = toy_points(config.toy_test, seed=config.seed + 1, noise=noise)
+        x_val, y_val = toy_points(config.toy_train, seed=config.seed + 2, noise=noise)
         return data_lib.ImageData(
             x_train,
             y_train,
@@ -53,7 +58,7 @@ def load(name: str, config: Config) -> data_lib.ImageData:
             x_heldout=x_test[:0],
             y_heldout=y_test[:0],
             name="toy",
-            source="x ~ N(0, I2), label 1 iff x0 + x1 > 0",
+            source=f"x ~ N(0, I2), label 1 iff x0 + x1 > 0, flipped with probability {noise:g}",
         )
     raise cli.ConfigError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 

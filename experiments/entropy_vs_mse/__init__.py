@@ -17,26 +17,31 @@ Two parts:
    Closed forms are checked against ``jax.grad``.
 
 2. **Training speed** on digits: MLP members trained by plain SGD with cross-entropy, the Brier
-   score ("MSE") or the square loss on logits, from the standard initialisation and from an
-   **overconfident start**: the initial last-layer weights and bias multiplied by
-   ``--init-scale`` (the logits of the initial network scaled; training is free to shrink them
-   again — no temperature is applied after step 0). Every (loss, start) pair trains at every
-   learning rate of ``--learning-rates`` (one vmapped step; a member's rate scales its gradient,
-   which for plain SGD *is* a per-member learning rate) and gets the rate with the highest mean
-   validation accuracy over the evaluations after step 0 — the area under the validation curve,
-   which rewards reaching a high accuracy early — chosen on the validation split only; a rate
-   at which any seed's loss becomes non-finite is marked diverged and never chosen (the sweep
-   goes on). Member ``s`` of every setting starts from the same parameters (before the
-   last-layer scaling).
+   score ("MSE") or the square loss on logits, from starts of increasing confidence: the initial
+   last-layer weights and bias multiplied by each scale of ``--init-scales`` (×1 is the
+   standard initialisation; the logits of the initial network are scaled, and training is free
+   to shrink them again — no temperature is applied after step 0). Every (loss, scale) pair
+   trains at every learning rate of ``--learning-rates`` (one vmapped step; a member's rate
+   scales its gradient, which for plain SGD *is* a per-member learning rate) and gets the rate
+   with the highest mean validation accuracy over the evaluations after step 0 — the area under
+   the validation curve, which rewards reaching a high accuracy early — chosen on the validation
+   split only, at each scale; a rate at which any seed's loss becomes non-finite is marked
+   diverged and never chosen (the sweep goes on). Member ``s`` of every setting starts from the
+   same parameters (before the last-layer scaling).
 
    Reported at the chosen rate, over ``--seeds`` seeds (mean and Student-t 95% interval,
    ``ddof = 1``): the number of steps until the test accuracy first reaches
    ``--target-accuracy`` (evaluated every ``--eval-every`` steps), the final test accuracy and
-   NLL, and paired differences by seed against cross-entropy from the same start. A difference
-   is claimed only where its interval excludes 0.
+   NLL, paired differences by seed against cross-entropy at the same scale and against the same
+   loss at scale 1 (a difference is claimed only where its interval excludes 0), and the
+   **measured** gradients of part 1's quantity during training: at every evaluation, the mean
+   over the validation split of |∂L/∂z_y| of the member's own loss (and of ‖∂L/∂z‖₂ and the
+   root-mean-square logit), so part 1's single-example picture can be read against what
+   training actually saw.
 
 Run ``python -m experiments.entropy_vs_mse`` (``--smoke`` for a seconds-long check). Writes
-``results.json``, ``report.md``, ``gradients.png``, ``training.png`` and ``selection.png``.
+``results.json``, ``report.md``, ``gradients.png``, ``training.png``, ``measured_gradients.png``
+and ``selection.png``.
 
 References: Hui & Belkin, *Evaluation of Neural Architectures Trained with Square Loss vs
 Cross-Entropy in Classification Tasks*, ICLR 2021. Brier, *Verification of forecasts expressed
@@ -48,7 +53,7 @@ from __future__ import annotations
 from experiments.core.runner import Experiment
 from experiments.entropy_vs_mse import figures, report
 from experiments.entropy_vs_mse.config import (
-    INITS,
+    INIT_SCALES,
     LOSS_LABELS,
     LOSSES,
     NAME,
@@ -63,6 +68,7 @@ from experiments.entropy_vs_mse.gradients import (
     square_loss,
 )
 from experiments.entropy_vs_mse.train import (
+    logit_gradients,
     make_loss_fn,
     member_grid,
     scale_last_layer,
@@ -76,7 +82,7 @@ main, run = EXPERIMENT.main, EXPERIMENT.run
 
 __all__ = [
     "EXPERIMENT",
-    "INITS",
+    "INIT_SCALES",
     "LOSSES",
     "LOSS_FNS",
     "LOSS_LABELS",
@@ -85,6 +91,7 @@ __all__ = [
     "Config",
     "gradient_study",
     "gradient_table",
+    "logit_gradients",
     "main",
     "make_loss_fn",
     "member_grid",

@@ -20,7 +20,7 @@ from flax import nnx
 import entjax
 from experiments.core import cli, data as data_lib, entropy_curves, models, sweeps, training
 from experiments.core.runner import Outcome
-from experiments.entropy_vs_mse.config import INITS, NAME, Config
+from experiments.entropy_vs_mse.config import NAME, Config
 from experiments.entropy_vs_mse.evaluate import summarize
 from experiments.entropy_vs_mse.gradients import LOSS_FNS, gradient_study
 
@@ -28,7 +28,7 @@ from experiments.entropy_vs_mse.gradients import LOSS_FNS, gradient_study
 def member_grid(config: Config) -> list[dict[str, Any]]:
     return training.member_grid(
         loss=config.losses,
-        init=INITS,
+        scale=config.init_scales,
         lr=config.learning_rates,
         seed=tuple(range(config.seeds)),
     )
@@ -77,23 +77,45 @@ def scale_last_layer(params: nnx.State, scale: np.ndarray) -> nnx.State:
     return jax.tree_util.tree_map_with_path(one, params)
 
 
+def logit_gradients(
+    logits: jax.Array, labels: jax.Array, loss_ids: jax.Array, losses: Sequence[str]
+) -> dict[str, jax.Array]:
+    """Per member (``logits`` ``(M, N, C)``, member ``m`` trained with ``losses[loss_ids[m]]``):
+    the mean over the N examples of |∂L/∂z_y| (the true logit), of ‖∂L/∂z‖₂ (all logits) and
+    of the root-mean-square logit, each of the member's own per-example loss."""
+    m, n, c = logits.shape
+    z = logits.reshape(m * n, c)
+    y = jnp.broadcast_to(labels, (m, n)).reshape(m * n)
+    per_loss = []
+    for name in losses:
+        g = jax.grad(lambda z_, f=LOSS_FNS[name]: jnp.sum(f(z_, y)))(z).reshape(m, n, c)
+        true = jnp.take_along_axis(g, jnp.broadcast_to(labels, (m, n))[..., None], -1)[..., 0]
+        per_loss.append((jnp.abs(true).mean(-1), jnp.linalg.norm(g, axis=-1).mean(-1)))
+    members = jnp.arange(m)
+    grad_true = jnp.stack([t for t, _ in per_loss])[loss_ids, members]
+    grad_norm = jnp.stack([g for _, g in per_loss])[loss_ids, members]
+    rms = jnp.sqrt(jnp.mean(logits**2, axis=(1, 2)))
+    return {"grad_true": grad_true, "grad_norm": grad_norm, "logit_rms": rms}
+
+
 def build_members(config: Config, grid: list[dict], num_classes: int) -> training.Members:
-    """Member (loss, start, lr, seed) starts from seed ``seed``'s parameters, its last layer
-    scaled by ``init_scale`` for the overconfident start."""
+    """Member (loss, scale, lr, seed) starts from seed ``seed``'s parameters, its last layer
+    (kernel and bias) multiplied by ``scale``."""
 
     def model_fn(rngs: nnx.Rngs) -> nnx.Module:
         return models.build_model("mlp", num_classes=num_classes, width=config.width, rngs=rngs)
 
     base = training.Members.create(model_fn, config.seeds, seed=config.seed)
     members = sweeps.members_from(base, [m["seed"] for m in grid])
-    scale = np.array([config.init_scale if m["init"] == "overconfident" else 1.0 for m in grid])
+    scale = np.array([m["scale"] for m in grid], np.float32)
     params = scale_last_layer(members.ensemble.params, scale)
     params = jax.device_put(params, training.member_sharding(members.mesh))
     return training.Members(dataclasses.replace(members.ensemble, params=params), members.mesh)
 
 
 def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
-    """Train every (loss, start, lr, seed) member; choose lr on validation; test summaries."""
+    """Train every (loss, scale, lr, seed) member; choose lr on validation; test summaries;
+    the measured logit gradients on validation at every evaluation."""
     data = data_lib.load_digits_dataset(seed=config.seed, heldout_classes=())
     grid = member_grid(config)
     members = build_members(config, grid, data.num_classes)
@@ -101,15 +123,19 @@ def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
     y_eval = np.concatenate([data.y_val, data.y_test])
     n_val = len(data.y_val)
     nll = jax.jit(entjax.negative_log_likelihood)
+    loss_ids = np.array([config.losses.index(m["loss"]) for m in grid], np.int32)
+    gradients = jax.jit(lambda z, y: logit_gradients(z, y, loss_ids, config.losses))
 
     def evaluate(params) -> dict[str, np.ndarray]:
         logits = members.predict(params, x_eval)
         correct = logits.argmax(-1) == y_eval[None]
         losses = np.asarray(nll(logits, np.broadcast_to(y_eval, logits.shape[:2])))
+        measured = gradients(jnp.asarray(logits[:, :n_val]), jnp.asarray(data.y_val))
         return {
             "val_accuracy": correct[:, :n_val].mean(-1),
             "test_accuracy": correct[:, n_val:].mean(-1),
             "test_nll": losses[:, n_val:].mean(-1),
+            **{f"val_{k}": np.asarray(v) for k, v in measured.items()},
         }
 
     result = members.train_sweep(
@@ -120,7 +146,7 @@ def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
         tx=optax.sgd(1.0),
         description=NAME,
         member_inputs={
-            "loss_id": np.array([config.losses.index(m["loss"]) for m in grid], np.int32),
+            "loss_id": loss_ids,
             "lr": np.array([m["lr"] for m in grid], np.float32),
         },
         evaluate=evaluate,
@@ -130,8 +156,8 @@ def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
     )
     summary = summarize(result, grid, config)
     series = {
-        f"{g['loss']}/{g['init']}": list(
-            sweeps.where(grid, loss=g["loss"], init=g["init"], lr=g["chosen_lr"])
+        f"{g['loss']}/×{g['scale']:g}": list(
+            sweeps.where(grid, loss=g["loss"], scale=g["scale"], lr=g["chosen_lr"])
         )
         for g in summary["groups"].values()
     }
