@@ -29,8 +29,9 @@ def _entropy_bits(symbols: np.ndarray) -> float:
     return float(-np.sum(p * np.log2(p)))
 
 
-def _binned_reference(t, labels, low, width, bins):
-    codes = np.clip(np.floor((t - low) / width), 0, bins - 1).astype(np.int64)  # (n, d)
+def _binned_reference(t, labels, width):
+    """Bins of ``width`` anchored at 0 (edges at its integer multiples, none clipped)."""
+    codes = np.floor(t / width).astype(np.int64)  # (n, d)
     h_t = _entropy_bits(codes)
     h_y = _entropy_bits(labels[:, None])
     h_ty = _entropy_bits(np.concatenate([codes, labels[:, None]], axis=1))
@@ -43,50 +44,49 @@ def _kernel_ub_bits(h, sigma):
     return float(-np.mean(np.log(k.mean(axis=1)))) / LOG2
 
 
-def _activations(rng, activation, shape, width, bins):
-    """Activations at random bin interiors (never within 10% of a bin edge), so float32 and
-    float64 binning agree; ReLU also gets zeros and values far above the cap (clipped)."""
-    codes = rng.integers(0, bins, size=shape)
-    low = -1.0 if activation == "tanh" else 0.0
-    t = low + (codes + rng.uniform(0.1, 0.9, size=shape)) * width
-    if activation == "relu":
-        t = np.where(rng.random(shape) < 0.2, 0.0, t)
-        t = np.where(rng.random(shape) < 0.05, 10.0 * bins * width, t)
-    return t.astype(np.float32)
+def _activations(rng, activation, shape):
+    """Continuous activations (float32): tanh in (-1, 1) with some saturated values, ReLU with
+    zeros, a few large values and a scale far from 1 (which a relative scale must not see)."""
+    pre = rng.normal(0.0, 1.5, size=shape)
+    if activation == "tanh":
+        return np.tanh(pre).astype(np.float32)
+    return (25.0 * np.maximum(pre, 0.0) * np.where(rng.random(shape) < 0.05, 4.0, 1.0)).astype(
+        np.float32
+    )
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("balanced", [True, False])
 def test_plane_estimates_match_numpy(activation, balanced):
+    """Bins of width Δ·s anchored at 0 and kernel noise σ·s, s the pooled SD of the layer,
+    against numpy and the kernel bound written out on the raw activations."""
     rng = np.random.default_rng(0)
-    num_bins, cap, sigma = 4, 1.0, 0.3  # coarse bins: many collisions, a non-trivial estimate
-    width = 2.0 / num_bins
-    bins, value_range = ip.bin_setup(activation, num_bins=num_bins, relu_bin_cap=cap)
-    assert value_range[0] == (-1.0 if activation == "tanh" else 0.0)
-    assert bins * width == pytest.approx(value_range[1] - value_range[0])
+    delta, frac = 1.0, 0.3  # coarse bins: many collisions, a non-trivial estimate
     n, d = 48, 3
     labels = np.repeat(np.arange(3), n // 3) if balanced else rng.integers(0, 3, n)
     labels = rng.permutation(labels).astype(np.int32)
-    acts = _activations(rng, activation, (2, 2, n, d), width, bins)
-    got = ip.plane_estimates(
-        acts,
-        labels,
-        activation=activation,
-        num_bins=num_bins,
-        relu_bin_cap=cap,
-        noise_std=sigma,
-    )
-    for name in ("ixt_binning", "ity_binning", "ixt_kernel", "ity_kernel", "max_activation"):
+    acts = _activations(rng, activation, (2, 2, n, d))
+    got = ip.plane_estimates(acts, labels, bin_width=delta, kernel_width=frac)
+    for name in (
+        "ixt_binning",
+        "ity_binning",
+        "ixt_kernel",
+        "ity_kernel",
+        "activation_sd",
+        "max_activation",
+    ):
         assert got[name].shape == (2, 2), name
     for i in range(2):
         for j in range(2):
             t = acts[i, j].astype(np.float64)
-            ixt, ity = _binned_reference(t, labels, value_range[0], width, bins)
+            s = t.std()  # pooled over images and units, ddof = 0
+            assert got["activation_sd"][i, j] == pytest.approx(s, rel=1e-6)
+            ixt, ity = _binned_reference(t, labels, delta * s)
             assert got["ixt_binning"][i, j] == pytest.approx(ixt, abs=1e-5)
             assert got["ity_binning"][i, j] == pytest.approx(ity, abs=1e-5)
-            ub = _kernel_ub_bits(t, sigma)
+            ub = _kernel_ub_bits(t, frac * s)
             cond = sum(
-                np.mean(labels == c) * _kernel_ub_bits(t[labels == c], sigma)
+                np.mean(labels == c) * _kernel_ub_bits(t[labels == c], frac * s)
                 for c in np.unique(labels)
             )
             assert got["ixt_kernel"][i, j] == pytest.approx(ub, rel=1e-4)
@@ -96,13 +96,50 @@ def test_plane_estimates_match_numpy(activation, balanced):
     assert np.all(got["ixt_binning"] < math.log2(n) - 0.1)
 
 
-def test_bin_setup_same_width_for_both_activations():
-    assert ip.bin_setup("tanh", num_bins=30, relu_bin_cap=30.0) == (30, (-1.0, 1.0))
-    bins, (low, high) = ip.bin_setup("relu", num_bins=30, relu_bin_cap=30.0)
-    assert (bins, low) == (450, 0.0)
-    assert high == pytest.approx(30.0)
-    bins, (low, high) = ip.bin_setup("relu", num_bins=30, relu_bin_cap=1.0)  # 1 / (1/15) = 15
-    assert bins == 15
+def test_relative_scales_ignore_the_layers_scale():
+    """Multiplying a layer by a constant moves neither estimate (the scale is relative); at a
+    fixed absolute bin width the same change would move I(X;T) a lot."""
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(4), 25).astype(np.int32)
+    acts = rng.normal(size=(100, 2)).astype(np.float32)
+    base = ip.plane_estimates(acts, labels, bin_width=0.5, kernel_width=0.3)
+    grown = ip.plane_estimates(40.0 * acts, labels, bin_width=0.5, kernel_width=0.3)
+    for name in ("ixt_binning", "ity_binning"):
+        assert grown[name] == pytest.approx(base[name], abs=1e-9)
+    for name in ("ixt_kernel", "ity_kernel"):
+        assert grown[name] == pytest.approx(base[name], abs=1e-4)
+    assert grown["activation_sd"] == pytest.approx(40.0 * base["activation_sd"], rel=1e-6)
+    absolute = [
+        _binned_reference(a.astype(np.float64), labels, 0.5)[0] for a in (acts, 40.0 * acts)
+    ]
+    assert absolute[1] - absolute[0] > 1.0
+
+
+def test_saturation_fractions():
+    tanh = np.array([[0.995, 0.0], [-0.999, 0.5], [1.0, -0.2], [0.999, 0.98]])  # (n=4, d=2)
+    got = ip.saturation(tanh, "tanh")
+    assert got["saturated_fraction"] == pytest.approx(4 / 8)
+    assert got["dead_units"] == pytest.approx(1 / 2)  # unit 0 saturated on every image
+    relu = np.array([[0.0, 3.0, 0.0], [0.0, 0.0, 1.0]])  # unit 0 dead
+    got = ip.saturation(relu, "relu")
+    assert got["saturated_fraction"] == pytest.approx(4 / 6)
+    assert got["dead_units"] == pytest.approx(1 / 3)
+    batched = ip.saturation(np.stack([relu, np.ones_like(relu)]), "relu")
+    assert batched["dead_units"] == pytest.approx([1 / 3, 0.0])
+    assert ip.saturation(relu, "gelu") == {}
+
+
+def test_end_slope_is_least_squares_over_the_last_quarter():
+    steps = np.arange(0, 2001, 100)
+    rng = np.random.default_rng(2)
+    # Flat, then a slope of 0.5 bits per 1000 steps from step 1500, plus noise.
+    curves = 3.0 + np.where(steps >= 1500, 0.0005 * (steps - 1500), 0.0)[None]
+    curves = curves + rng.normal(0, 0.01, (3, len(steps)))
+    got = ip.end_slope(curves, steps)
+    tail = steps >= 1500
+    ref = [1000 * np.polyfit(steps[tail], c[tail], 1)[0] for c in curves]
+    assert got == pytest.approx(ref, rel=1e-9)
+    assert got == pytest.approx(0.5, abs=0.1)
 
 
 def test_measurement_indices_balanced_and_deterministic():
@@ -117,24 +154,20 @@ def test_measurement_indices_balanced_and_deterministic():
 def test_sweep_estimates_equal_plane_estimates_per_setting():
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(3), 8).astype(np.int32)
-    config = ip.Config(num_bins=(4, 8), noise_variances=(0.09, 1.0))
+    config = ip.Config(bin_widths=(2.0, 0.5), kernel_widths=(1.0, 0.3))
     for activation in ("tanh", "relu"):
-        acts = _activations(rng, activation, (2, 24, 3), 0.5, 4)
+        acts = _activations(rng, activation, (2, 24, 3))
         got = ip.sweep_estimates(acts, labels, activation, config)
         assert sorted(k[4:] for k in got if k.startswith("ixt/")) == sorted(config.settings())
-        for b in config.num_bins:
-            for v in config.noise_variances:
-                ref = ip.plane_estimates(
-                    acts,
-                    labels,
-                    activation=activation,
-                    num_bins=b,
-                    relu_bin_cap=config.relu_bin_cap,
-                    noise_std=math.sqrt(v),
-                )
-                for q in ("ixt", "ity"):
-                    np.testing.assert_allclose(got[f"{q}/binning/B={b}"], ref[f"{q}_binning"])
-                    np.testing.assert_allclose(got[f"{q}/kernel/σ²={v:g}"], ref[f"{q}_kernel"])
+        np.testing.assert_allclose(got["activation_sd"], acts.astype(np.float64).std((-2, -1)))
+        np.testing.assert_allclose(
+            got["saturated_fraction"], ip.saturation(acts, activation)["saturated_fraction"]
+        )
+        for b, k in zip(config.bin_widths, config.kernel_widths, strict=True):
+            ref = ip.plane_estimates(acts, labels, bin_width=b, kernel_width=k)
+            for q in ("ixt", "ity"):
+                np.testing.assert_allclose(got[f"{q}/binning/Δ={b:g}s"], ref[f"{q}_binning"])
+                np.testing.assert_allclose(got[f"{q}/kernel/σ={k:g}s"], ref[f"{q}_kernel"])
 
 
 def _t_interval(x):
@@ -159,11 +192,19 @@ def test_layer_summary_verdicts_and_intervals():
     assert lay["ixt_peak_step"] == 10
     # Keeps rising, off the ceiling: does not compress.
     rises = np.array([[1.0, 2.0, 3.0, 4.0], [1.1, 2.2, 3.1, 4.2], [0.9, 1.8, 2.9, 3.9]])
-    assert ip.layer_summary(rises, ity, steps, ceiling)["verdict"] == "does not compress"
+    lay = ip.layer_summary(rises, ity, steps, ceiling)
+    assert lay["verdict"] == "does not compress"
+    # ... within the steps trained: it is still rising at the end (the last two evaluations
+    # are the last quarter here), about 100 bits per 1000 steps.
+    assert lay["end_trend"] == "rising"
+    slopes = 1000 * (rises[:, -1] - rises[:, -2]) / 10
+    lo_hi = (lay["end_slope_bits_per_1000"]["low"], lay["end_slope_bits_per_1000"]["high"])
+    assert lo_hi == pytest.approx(_t_interval(slopes))
     # Pinned at the ceiling from step 0: undetermined, and no fitting phase can show.
     pinned = np.full((3, 4), ceiling - 0.01)
     lay = ip.layer_summary(pinned, ity, steps, ceiling)
     assert lay["verdict"] == "at the ceiling"
+    assert lay["end_trend"] == "no significant trend"
     assert lay["initial_at_ceiling"] is True
     assert lay["fitting_visible"] is False
     # One seed drops, the others do not: the interval straddles the threshold.
@@ -182,7 +223,7 @@ def test_smoke_run(tmp_path, script_jax_config):
     report = (out / "report.md").read_text()
     assert report.startswith("# Information plane")
     assert f"log2 n = {math.log2(r['num_measured']):.3f}" in report
-    for name in ("information_plane", "ixt_vs_epoch"):
+    for name in ("information_plane", "ixt_vs_step", "saturation"):
         data = (out / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(data) > 2000
@@ -194,15 +235,29 @@ def test_smoke_run(tmp_path, script_jax_config):
     assert n == 10 * cfg["per_class"]
     assert r["log2_n"] == pytest.approx(math.log2(n))
     assert r["h_y_bits"] == pytest.approx(math.log2(10))  # balanced measurement set
-    assert r["settings"] == [f"binning/B={b}" for b in cfg["num_bins"]] + [
-        f"kernel/σ²={v:g}" for v in cfg["noise_variances"]
+    assert r["settings"] == [f"binning/Δ={b:g}s" for b in cfg["bin_widths"]] + [
+        f"kernel/σ={v:g}s" for v in cfg["kernel_widths"]
     ]
+    assert f"within the {cfg['steps']} steps trained" in report
     assert set(r["activations"]) == {"tanh", "relu"}
     eps = 1e-4
     for act, a in r["activations"].items():
         assert a["eval_steps"] == [0, cfg["eval_every"], cfg["steps"]]
         if act == "tanh":
             assert a["max_activation_seen"] <= 1.0
+        # Per layer: the spread the scales are relative to, and the saturation (fractions).
+        layers = a["layers"]
+        assert set(layers) == {"activation_sd", "saturated_fraction", "dead_units"}
+        for name, block in layers.items():
+            curve = np.asarray(block["curve"])
+            assert curve.shape == (cfg["depth"], 3)
+            assert np.all(curve >= 0)
+            if name != "activation_sd":
+                assert np.all(curve <= 1)
+                assert len(block["final"]) == cfg["depth"]
+        # A unit dead on every image is among the saturated values: dead <= saturated.
+        dead = np.asarray(layers["dead_units"]["curve"])
+        assert np.all(dead <= np.asarray(layers["saturated_fraction"]["curve"]) + 1e-12)
         assert 0.0 <= a["final_test_accuracy"]["mean"] <= 1.0
         for setting in r["settings"]:
             s = a["settings"][setting]
@@ -220,6 +275,7 @@ def test_smoke_run(tmp_path, script_jax_config):
                 assert np.all(ity <= ixt + eps)
             for i, lay in enumerate(s["layers"]):
                 assert lay["ixt_final"]["mean"] == pytest.approx(ixt[i, -1])
+                assert lay["end_trend"] in ("rising", "falling", "no significant trend")
                 assert lay["verdict"] in (
                     "compresses",
                     "does not compress",
@@ -227,5 +283,5 @@ def test_smoke_run(tmp_path, script_jax_config):
                     "inconclusive",
                 )
     # The finest tanh bins put every measured image in its own bin at step 0: at the ceiling.
-    fine = r["activations"]["tanh"]["settings"][f"binning/B={max(cfg['num_bins'])}"]
+    fine = r["activations"]["tanh"]["settings"][f"binning/Δ={min(cfg['bin_widths']):g}s"]
     assert fine["layers"][0]["initial_at_ceiling"] is True

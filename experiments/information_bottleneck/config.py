@@ -12,8 +12,14 @@ NAME = "information_bottleneck"
 LOG2 = math.log(2.0)
 METHODS = ("det", "cp", "vib")
 METHOD_LABELS = {"det": "deterministic", "cp": "confidence penalty", "vib": "VIB"}
-NAMES = ("izx_bits", "izy_bits", "ce_bits", "accuracy", "nll", "ece")
-BOUNDS = {"accuracy": (0, 1), "ece": (0, 1), "nll": (0, None), "izx_bits": (0, None)}
+NAMES = ("izx_bits", "izx_mc_bits", "izy_bits", "ce_bits", "accuracy", "nll", "ece")
+BOUNDS = {
+    "accuracy": (0, 1),
+    "ece": (0, 1),
+    "nll": (0, None),
+    "izx_bits": (0, None),
+    "izx_mc_bits": (0, None),
+}
 NUM_BINS = 15
 
 
@@ -30,6 +36,9 @@ class Config(training.SweepConfig):
     learning_rate: float = option(1e-3, "peak Adam learning rate (cosine schedule)")
     eval_every: int = option(250, "steps between evaluations (and checkpoints)")
     eval_samples: int = option(12, "latent samples per example at evaluation")
+    mi_samples: int = option(
+        4, "latent samples per image of the direct (Monte Carlo) I(X;Z) estimate"
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -37,6 +46,7 @@ class Config(training.SweepConfig):
         for name in ("latent_dim", "width"):
             cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
         cli.require(self.eval_samples >= 1, "--eval-samples must be >= 1")
+        cli.require(self.mi_samples >= 1, "--mi-samples must be >= 1")
 
 
 SMOKE = {
@@ -49,4 +59,5 @@ SMOKE = {
     "batch_size": 32,
     "eval_every": 10,
     "eval_samples": 2,
+    "mi_samples": 2,
 }

@@ -101,7 +101,9 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     base = training.Members.create(model_fn, config.seeds, seed=config.seed)
     members = sweeps.members_from(base, [m["seed"] for m in grid])
     marginal = np.bincount(data.y_train, minlength=data.num_classes) / len(data.y_train)
-    evaluator = make_evaluator(members.ensemble, marginal, config.eval_samples, config.seed)
+    evaluator = make_evaluator(
+        members.ensemble, marginal, config.eval_samples, config.seed, config.mi_samples
+    )
     inputs = {
         "beta": np.array([m["value"] if m["method"] == "vib" else 0.0 for m in grid], np.float32),
         "lam": np.array([m["value"] if m["method"] == "cp" else 0.0 for m in grid], np.float32),
