@@ -351,8 +351,18 @@ def _rank(
     # Counts are exact int32 for masks and integer weights (bootstrap counts), else floating.
     given = [w for w in (wt_in, wt_out) if w is not None]
     count_dtype = jnp.int32
-    if any(jnp.issubdtype(w.dtype, jnp.floating) for w in given):
+    # Integer weights that fit int32 exactly (bool masks, int8-int32, uint8/uint16) are counted
+    # exactly in int32; wider integers and floats in the result dtype.
+    exact = (jnp.int8, jnp.int16, jnp.int32, jnp.uint8, jnp.uint16)
+    if any(w.dtype not in exact for w in given):
         count_dtype = dtype
+    for w, name in ((wt_in, "weights[0]"), (wt_out, "weights[1]")):
+        exact_count = count_dtype == jnp.int32 and w is not None and _concrete(w)
+        if exact_count and np.asarray(w, np.float64).sum(axis=-1).max() >= 2**30:
+            raise ValueError(
+                f"entjax.{fn}: the total of `{name}` reaches 2**30, beyond exact int32 "
+                "counting; pass float weights."
+            )
     w_in = keep_in.astype(count_dtype)
     w_out = keep_out.astype(count_dtype)
     if wt_in is not None:
@@ -454,7 +464,7 @@ def auroc(
     """
     r = _rank(in_scores, out_scores, where, "auroc", weights)
     # Σ_out (2·below + tied) = Σ_out (below + at-most), halved; summed in the result dtype.
-    pairs = (r.in_below + r.in_le).astype(r.dtype) * r.w_out.astype(r.dtype)
+    pairs = (r.in_below.astype(r.dtype) + r.in_le.astype(r.dtype)) * r.w_out.astype(r.dtype)
     num = jnp.sum(pairs, axis=-1, keepdims=True)
     den = 2.0 * r.n_in.astype(r.dtype) * r.n_out.astype(r.dtype)
     return _finish(r, _ratio(num, den))

@@ -354,6 +354,19 @@ def test_metrics_float_weights_match_sklearn_sample_weight(rng):
     np.testing.assert_allclose(got, ref, rtol=1e-10)
 
 
+def test_metrics_wide_integer_weights_do_not_wrap():
+    # int64 / uint32 weights are counted in floating point (not cast to int32), and the pair
+    # count is summed in floating point: no silent wrap-around.
+    s_in, s_out = jnp.array([0.0, 1.0]), jnp.array([0.5])
+    big = 2**32
+    got = entjax.auroc(s_in, s_out, weights=(jnp.array([1, big], jnp.int64), None))
+    assert float(got) == pytest.approx(1 / (big + 1), rel=1e-6)
+    got = entjax.auroc(s_in, s_out, weights=(jnp.array([1, 2**31], jnp.uint32), None))
+    assert float(got) == pytest.approx(1 / (2**31 + 1), rel=1e-6)
+    with pytest.raises(ValueError, match=r"entjax\.auroc.*2\*\*30"):
+        entjax.auroc(s_in, s_out, weights=(jnp.array([2**30, 1], jnp.int32), None))
+
+
 def test_bootstrap_by_vmap_over_counts_sorts_the_scores_once(rng):
     s_in, s_out = rng.normal(size=(3, 40)), rng.normal(0.5, size=(3, 30))
     idx_in, idx_out = rng.integers(0, 40, (5, 40)), rng.integers(0, 30, (5, 30))
