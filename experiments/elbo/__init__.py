@@ -33,12 +33,23 @@ interval over seeds; arms are compared by the paired difference over seeds, and 
 claimed only where its interval excludes 0. During training the bounds are recorded on the
 validation split. Nothing is tuned, so nothing is selected on any split.
 
+The IWAE-k estimate of log p(x) is a lower bound in expectation that rises with k, and more
+slowly for some models than others, so a difference of estimates can be a difference of
+convergence. The **convergence check** draws ``max(--check-ks)`` (5000) importance samples for
+each of the first ``--check-images`` (100) test images and every member, in chunks of
+``--check-chunk``, and reads IWAE-k for every k in ``--check-ks`` from them (the mean over the
+disjoint blocks of k samples); intervals over seeds and images together
+(:func:`experiments.core.stats.seeds_and_examples`). log p(x) is compared at the largest k, and
+a gain in test log p(x) is claimed only where it exceeds the losing arm's remaining rise of the
+estimate (from ``--final-k``, or the nearest check k below it, to the largest).
+
 Expected (Burda et al.): IWAE-k reaches a higher log p(x) than VAE-k, with more active units
 and a lower ELBO. ELBO ≤ IWAE-5 ≤ IWAE-50 ≤ IWAE-1000 for every model is their theorem (in
 expectation), a check of the estimates rather than a finding.
 
 Run ``python -m experiments.elbo`` (``--smoke`` for a seconds-long check). Writes
-``results.json``, ``report.md``, ``curves.png``, ``samples.png`` and ``reconstructions.png``.
+``results.json``, ``report.md``, ``curves.png``, ``comparison.png``, ``convergence.png``,
+``samples.png`` and ``reconstructions.png``.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from experiments.core.runner import Experiment
 from experiments.elbo import figures, report
 from experiments.elbo.config import (
     ACTIVE_THRESHOLD,
+    MAX_ENTROPY,
     MEASURES,
     NAME,
     NUM_PIXELS,
@@ -57,12 +69,17 @@ from experiments.elbo.config import (
 from experiments.elbo.evaluate import (
     Evaluators,
     active_units,
+    check_estimates,
     comparisons,
+    convergence,
     final_measures,
+    iwae_estimates,
     make_evaluator,
+    make_log_weights,
+    pairs,
     summarize,
 )
-from experiments.elbo.models import VAE, bounds, log_normal_diag
+from experiments.elbo.models import VAE, bernoulli_log_lik, bounds, log_normal_diag
 from experiments.elbo.train import binarize, load, make_loss_fn, train_and_evaluate
 
 EXPERIMENT = Experiment(
@@ -73,6 +90,7 @@ main, run = EXPERIMENT.main, EXPERIMENT.run
 __all__ = [
     "ACTIVE_THRESHOLD",
     "EXPERIMENT",
+    "MAX_ENTROPY",
     "MEASURES",
     "NAME",
     "NUM_PIXELS",
@@ -82,15 +100,21 @@ __all__ = [
     "Evaluators",
     "active_units",
     "arm_name",
+    "bernoulli_log_lik",
     "binarize",
     "bounds",
+    "check_estimates",
     "comparisons",
+    "convergence",
     "final_measures",
+    "iwae_estimates",
     "load",
     "log_normal_diag",
     "main",
     "make_evaluator",
+    "make_log_weights",
     "make_loss_fn",
+    "pairs",
     "run",
     "summarize",
     "train_and_evaluate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from experiments.core import cli, training
 from experiments.core.cli import option
@@ -18,7 +19,11 @@ LABELS = {
     "test_elbo": "test ELBO",
     "active_units": "active units",
 }
-EVAL_CHUNK, FINAL_CHUNK = 128, 20  # fixed chunk shapes: one compilation for every split
+EVAL_CHUNK = 128  # images per call of the bounds: fixed shapes, one compilation for every split
+# Importance samples per step of the final estimates, over all images at once (each image its
+# own noise): 36k rows per step on the 360 test images, near the check's 500 samples × 100.
+FINAL_CHUNK = 100
+MAX_ENTROPY = NUM_PIXELS * math.log(2.0)  # nats: 64 ln 2, the entropy of 64 fair binary pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,15 @@ class Config(training.SweepConfig):
     eval_ks: tuple[int, ...] = option((1, 5, 50), "IWAE-k recorded on the validation split")
     final_k: int = option(1000, "importance samples of the final log p(x) estimates")
     threshold: float = option(0.5, "binarisation threshold of the pixels")
+    check_ks: tuple[int, ...] = option(
+        (50, 500, 1000, 5000),
+        "IWAE-k of the convergence check of log p(x); each k divides the largest",
+    )
+    check_images: int = option(100, "test images of the convergence check")
+    check_chunk: int = option(500, "importance samples drawn at once in the check (memory)")
+    checkpoint_every: int = option(
+        0, "steps between checkpoints of an arm (0: at its end only; an arm takes about a minute)"
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -44,6 +58,23 @@ class Config(training.SweepConfig):
             cli.require(getattr(self, name) >= 1, f"{cli.flag(name)} must be >= 1")
         cli.require(self.final_k >= 1, "--final-k must be >= 1")
         cli.require(0.0 < self.threshold < 1.0, "--threshold must lie in (0, 1)")
+        cli.require_all_positive(self, "check_ks")
+        top = max(self.check_ks)
+        cli.require(
+            all(top % k == 0 for k in self.check_ks), "every --check-ks must divide the largest"
+        )
+        cli.require(self.check_images >= 2, "--check-images must be >= 2")
+        cli.require(self.checkpoint_every >= 0, "--checkpoint-every must be >= 0")
+        cli.require(len(set(self.check_ks)) >= 2, "--check-ks needs at least two values")
+        cli.require(
+            self.check_chunk >= 1 and top % self.check_chunk == 0,
+            "--check-chunk must divide the largest --check-ks",
+        )
+
+    @property
+    def schedule(self) -> training.Schedule:
+        every = self.checkpoint_every
+        return training.Schedule(self.steps, eval_every=self.eval_every, checkpoint_every=every)
 
     def arms(self) -> list[tuple[str, int]]:
         """``(objective, k)`` of every trained arm: ``("elbo", 1)``, ``("vae", k)``, ..."""
@@ -63,6 +94,9 @@ SMOKE = {
     "eval_every": 10,
     "eval_ks": (1, 3),
     "final_k": 20,
+    "check_ks": (5, 20, 40),
+    "check_images": 16,
+    "check_chunk": 20,
 }
 
 

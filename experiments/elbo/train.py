@@ -7,7 +7,6 @@ the same sampling noise; the final measures and their comparisons are :mod:`.eva
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -17,8 +16,14 @@ from flax import nnx
 import entjax
 from experiments.core import cli, data as data_lib, entropy_curves, sweeps, training
 from experiments.core.runner import Outcome
-from experiments.elbo.config import NAME, NUM_PIXELS, Config, arm_name
-from experiments.elbo.evaluate import Evaluators, final_measures, sample_images, summarize
+from experiments.elbo.config import MAX_ENTROPY, NAME, Config, arm_name
+from experiments.elbo.evaluate import (
+    Evaluators,
+    check_estimates,
+    final_measures,
+    sample_images,
+    summarize,
+)
 from experiments.elbo.models import VAE, bounds
 
 
@@ -69,7 +74,8 @@ def train_arm(
     splits: Splits,
     options: cli.RunOptions,
 ) -> dict[str, Any]:
-    """Train the ``config.seeds`` members of one arm; their final measures, curves, params."""
+    """Train the ``config.seeds`` members of one arm; their final measures, the convergence
+    check on the first ``check_images`` test images, curves, params."""
     objective, k = arm
     name = f"{objective}{k}"
     result = members.train_sweep(
@@ -91,10 +97,15 @@ def train_arm(
             nll=entropy_curves.bernoulli_nll,
         ),
     )
+    final, per_image = final_measures(
+        result.params, evaluators, config, splits.test, splits.train_subset
+    )
+    check = check_estimates(result.params, evaluators, config, splits.test[: config.check_images])
+    final["check_log_px"] = check[max(config.check_ks)].mean(axis=1)
     return {
-        "final": final_measures(
-            members, result.params, evaluators, config, splits.test, splits.train_subset
-        ),
+        "final": final,
+        "per_image": per_image,
+        "check": check,
         "curves": result.curves,
         "loss_history": result.loss_history,
         "params": result.params,
@@ -112,7 +123,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     # One initialisation for every arm: member s of each arm starts from the same parameters.
     base = training.Members.create(model_fn, config.seeds, seed=config.seed)
     members = {arm: sweeps.members_from(base, range(config.seeds)) for arm in arms}
-    evaluators = Evaluators.build(base.ensemble, config)
+    evaluators = Evaluators.build(base, config)
     runs = {arm: train_arm(arm, members[arm], evaluators, config, splits, options) for arm in arms}
     grid = [{"objective": o, "k": k, "seed": s} for (o, k) in arms for s in range(config.seeds)]
     values = {
@@ -124,7 +135,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     images["image_arm"] = arm_name(*shown)
     curves = {
         arm_name(*arm): entropy_curves.summarise(
-            runs[arm]["curves"], runs[arm]["loss_history"], max_entropy=NUM_PIXELS * math.log(2.0)
+            runs[arm]["curves"], runs[arm]["loss_history"], max_entropy=MAX_ENTROPY
         )
         for arm in arms
     }
