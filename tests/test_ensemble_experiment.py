@@ -89,13 +89,15 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
         "entropy_histograms",
         "reliability",
         "entropy_curves",
+        "risk_coverage",
     ):
         png = (smoke_run / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n"), name
         assert len(png) > 5000, name
     report = (smoke_run / "report.md").read_text()
     for heading in (
-        "## What the intervals support",
+        "## What the results support",
+        "## The declared comparisons",
         "## In-distribution test set",
         "## Out of distribution",
         "## OOD detection with intervals",
@@ -104,6 +106,8 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
         "## Ensemble size",
         "## The rotation failure, probed",
         "## Entropy through training",
+        "## Selective classification and misclassification detection",
+        "## The seed's claim",
     ):
         assert heading in report, heading
     for column in ("AUROC ↑", "AUPR ↑", "FPR@95 ↓"):
@@ -167,11 +171,44 @@ def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):
     # ensemble accuracy and NLL per ensemble, then the t-interval over the R ensembles
     acc = (log_mix[:, sl["test"]].argmax(-1) == y).mean(axis=1)
     np.testing.assert_allclose(test["ensemble"]["accuracy"]["values"], acc, atol=1e-6)
-    nll = -np.take_along_axis(log_mix[:, sl["test"]], y[None, :, None], -1)[..., 0].mean(1)
+    nll_ex = -np.take_along_axis(log_mix[:, sl["test"]], y[None, :, None], -1)[..., 0]  # (R, n)
+    nll = nll_ex.mean(1)
     np.testing.assert_allclose(test["ensemble"]["nll"]["values"], nll, rtol=1e-4)
     low, high = st.t.interval(0.95, r - 1, loc=nll.mean(), scale=st.sem(nll))
-    assert test["ensemble"]["nll"]["low"] == pytest.approx(max(low, 0.0), rel=1e-4)
-    assert test["ensemble"]["nll"]["high"] == pytest.approx(high, rel=1e-4)
+    assert test["ensemble"]["nll"]["seeds_interval"][0] == pytest.approx(low, rel=1e-4)
+    assert test["ensemble"]["nll"]["seeds_interval"][1] == pytest.approx(high, rel=1e-4)
+    # the reported interval adds the test examples: ensembles drawn with replacement, then
+    # the examples (the same for every ensemble), 2000 resamples written out; the interval from
+    # those draws is stats.hierarchical's (tested against scipy in test_experiments_stats.py)
+    from experiments.core import stats
+
+    seed = results["config"]["seed"]
+    rows = stats.row_counts(r, seed=seed, num_resamples=2000)
+    idx = stats.bootstrap_indices(len(y), seed=seed, num_resamples=2000)
+    draws = [nll_ex[np.ix_(np.repeat(np.arange(r), rows[b]), idx[b])].mean() for b in range(2000)]
+    expected = stats.hierarchical(np.asarray(draws), nll_ex.mean(), r, bounds=(0.0, None))
+    cell = test["ensemble"]["nll"]
+    assert cell["mean"] == pytest.approx(nll_ex.mean(), rel=1e-4)
+    assert (cell["low"], cell["high"]) == pytest.approx((expected["low"], expected["high"]), 1e-4)
+
+    # the declared family: Holm over every test, OOD tests only on sets raw pixels do not solve
+    fam = results["comparisons"]
+    tests = fam["family"]
+    assert fam["size"] == len(tests) >= 3
+    ranked = [n for n, b in results["ood"].items() if b["ranked"]]
+    assert ranked == fam["ranked_sets"]
+    assert all(results["ood"][n]["raw_pixel_knn_auroc"] < 0.95 for n in ranked)
+    ood_tests = {(t["set"], t["comparison"]) for t in tests.values() if t["kind"] == "ood"}
+    assert ood_tests == {(n, c) for n in ranked for c in fam["declared_ood"]}
+    p = np.array([t["p"] for t in tests.values()])
+    order = np.argsort(p)
+    holm = np.maximum.accumulate(np.minimum(1, (len(p) - np.arange(len(p))) * p[order]))
+    got = np.array([t["p_holm"] for t in tests.values()])[order]
+    np.testing.assert_allclose(got, holm, rtol=1e-12)
+    assert [t["confirmed"] for t in tests.values()] == [t["p_holm"] <= 0.05 for t in tests.values()]
+    for name, block in results["ood"].items():
+        if not block["ranked"]:
+            assert block["comparisons"] == {}, name
 
     # ECE of member 0, 15 equal-width bins, written out
     p0 = np.exp(log_p[0, sl["test"]])
@@ -218,6 +255,116 @@ def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):
     scaled = -np.take_along_axis(scaled_lp, yv[None, :, None], -1)[..., 0].mean(1)
     assert np.all(scaled <= raw + 1e-6)
     assert np.any(scaled < raw - 1e-4)
+
+
+def _np_aurc(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """AURC and E-AURC written out: most confident first, a tie group of ``g`` with ``e``
+    errors giving ``m·e/g`` errors to its first ``m`` (the expected value of a random order)."""
+    n = len(confidence)
+    order = np.argsort(-confidence, kind="stable")
+    c, err = confidence[order], 1.0 - correct[order]
+    errors, total, start = np.empty(n), 0.0, 0
+    while start < n:
+        stop = start + 1
+        while stop < n and c[stop] == c[start]:
+            stop += 1
+        g, e = stop - start, err[start:stop].sum()
+        errors[start:stop] = total + np.arange(1, g + 1) * e / g
+        total, start = total + e, stop
+    k = np.arange(1, n + 1)
+    aurc = float(np.mean(errors / k))
+    right = int(correct.sum())
+    oracle = float(np.sum((k[right:] - right) / k[right:]) / n)
+    return aurc, aurc - oracle
+
+
+def _np_entropy(log_p: np.ndarray) -> np.ndarray:
+    return -np.sum(np.exp(log_p) * log_p, axis=-1)
+
+
+def test_selective_seed_claim_and_features_match_numpy(smoke_run: pathlib.Path):
+    """AURC / E-AURC, the misclassification AUROC, the seed's-claim fractions and the k-NN
+    score, recomputed from ``predictions.npz`` (member logits and features) with numpy/sklearn."""
+    from sklearn.metrics import roc_auc_score
+
+    results = main_exp.results(smoke_run)
+    pred, sl = _load_predictions(smoke_run)
+    r, k = int(pred["ensembles"]), int(pred["members_per_ensemble"])
+    logits = pred["member_logits"].astype(np.float64)
+    log_p = logits - logsumexp(logits, axis=-1, keepdims=True)  # (R·K, n, C)
+    grouped = log_p.reshape(r, k, *log_p.shape[1:])
+    log_mix = logsumexp(grouped, axis=1) - math.log(k)  # (R, n, C)
+    t, y = sl["test"], pred["labels"][sl["test"]]
+
+    # selective classification on the test set: confidence = max probability
+    block = results["selective"]["test"]
+    for variant, lp in (("single", log_p), ("ensemble", log_mix)):
+        aurc, eaurc, auroc_msp, auroc_h = [], [], [], []
+        for row in lp[:, t]:
+            correct = row.argmax(-1) == y
+            a, e = _np_aurc(np.exp(row.max(-1)), correct)
+            aurc.append(a)
+            eaurc.append(e)
+            wrong = ~correct
+            auroc_msp.append(roc_auc_score(wrong, 1.0 - np.exp(row.max(-1))))
+            auroc_h.append(roc_auc_score(wrong, _np_entropy(row)))
+        np.testing.assert_allclose(block[variant]["aurc"]["values"], aurc, atol=1e-4)
+        np.testing.assert_allclose(block[variant]["excess_aurc"]["values"], eaurc, atol=1e-4)
+        mis = block[variant]["misclassification_auroc"]
+        np.testing.assert_allclose(mis["max_softmax"]["values"], auroc_msp, atol=1e-3)
+        np.testing.assert_allclose(mis["entropy"]["values"], auroc_h, atol=1e-3)
+        assert block[variant]["aurc"]["mean"] == pytest.approx(np.mean(aurc), abs=1e-4)
+    # the ensemble's mutual information as a misclassification score
+    h_members = _np_entropy(grouped)  # (R, K, n)
+    mi = _np_entropy(log_mix) - h_members.mean(axis=1)
+    wrong = log_mix[:, t].argmax(-1) != y
+    expected = [roc_auc_score(w, m[t]) for w, m in zip(wrong, mi, strict=True)]
+    got = block["ensemble"]["misclassification_auroc"]["mutual_information"]["values"]
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+    # the seed's claim: per ensemble, the fraction of inputs with H(mixture) > max / mean H
+    claim = results["seed_claim"]["sets"]
+    assert set(claim) == {n for n in sl if n != "val"}
+    h_mix = _np_entropy(log_mix)
+    for name, s in sl.items():
+        if name == "val":
+            continue
+        n = s.stop - s.start
+        above_max = (h_mix[:, s] > h_members[:, :, s].max(axis=1)).mean(axis=1)
+        got = claim[name]["above_max_member"]
+        np.testing.assert_allclose(got["per_ensemble"], above_max, atol=2.0 / n)
+        assert got["mean"] == pytest.approx(above_max.mean(), abs=2.0 / n)
+        assert got["low"] <= got["mean"] <= got["high"]
+        # Jensen: the mixture's entropy is never below the mean member entropy
+        assert np.all(h_mix[:, s] >= h_members[:, :, s].mean(axis=1) - 1e-9)
+        assert claim[name]["jensen_violations"] == 0
+        assert claim[name]["above_mean_member"]["mean"] == pytest.approx(1.0, abs=2.0 / n)
+
+    # the k-NN feature distance, recomputed from the stored (float16) penultimate features
+    features, train = pred["member_features"], pred["member_train_features"]
+    assert features.shape[:2] == logits.shape[:2]
+    assert train.shape[0] == r * k
+    knn_k = int(pred["knn_k"])
+    assert knn_k == results["config"]["knn_k"]
+
+    def knn(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        ref = reference.astype(np.float64)
+        ref /= np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+        qry = queries.astype(np.float64)
+        qry /= np.maximum(np.linalg.norm(qry, axis=1, keepdims=True), 1e-12)
+        d = np.linalg.norm(qry[:, None, :] - ref[None, :, :], axis=-1)
+        return np.sort(d, axis=1)[:, knn_k - 1]
+
+    noise = sl["noise"]
+    labels = np.r_[np.zeros(t.stop - t.start), np.ones(noise.stop - noise.start)]
+    aurocs = [
+        roc_auc_score(
+            labels, np.r_[knn(train[m], features[m, t]), knn(train[m], features[m, noise])]
+        )
+        for m in range(r * k)
+    ]
+    reported = results["ood"]["noise"]["scores"]["single/knn_distance"]["auroc"]["mean"]
+    assert reported == pytest.approx(np.mean(aurocs), abs=5e-3)
 
 
 def test_same_seed_gives_identical_results(workdir: pathlib.Path, smoke_run: pathlib.Path):

@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import confidence_penalty, elbo, ensemble_entropy, information_plane
+from experiments import (
+    confidence_penalty,
+    elbo,
+    ensemble_entropy,
+    entropy_vs_mse,
+    information_plane,
+)
 from experiments.core import cli, entropy_curves, entropy_report, outputs, runner, training
 from experiments.core.checkpoints import Checkpoints
 
@@ -33,6 +39,8 @@ BAD_ARGUMENTS = [
     (ensemble_entropy, ["--stop-after-step", "0"], "--stop-after-step must be >= 1"),
     (confidence_penalty, ["--lambdas", "0,-1"], "--lambdas values must be finite numbers >= 0"),
     (confidence_penalty, ["--datasets", "mnist"], "--datasets must be one of"),
+    (confidence_penalty, ["--toy-label-noise", "0.5"], "--toy-label-noise must lie in [0, 0.5)"),
+    (entropy_vs_mse, ["--init-scales", "3,10"], "--init-scales must include 1"),
     (elbo, ["--threshold", "2"], "--threshold must lie in (0, 1)"),
     (information_plane, ["--activations", "sigmoid"], "--activations must be one of"),
 ]
@@ -364,9 +372,9 @@ def test_detection_metrics_match_sklearn_and_a_written_out_fpr95(ties):
         # FPR@95: the largest threshold that flags >= 95% of the OOD scores, brute force
         best = max(t for t in np.unique(s) if np.mean(s_out[i] >= t) >= 0.95)
         assert got["fpr95"][i] == pytest.approx(np.mean(s_in[i] >= best), abs=1e-6)
-    boot = detection.replicate_intervals(s_in, s_out, bootstrap=50, seed=0)
+    boot = detection.combined_intervals(s_in, s_out, bootstrap=50, seed=0)
+    assert boot["auroc"]["mean"] == pytest.approx(got["auroc"].mean())
     assert boot["auroc"]["low"] <= got["auroc"].mean() <= boot["auroc"]["high"]
-    assert boot["auroc"]["interval_from"] in ("seeds", "bootstrap")
 
 
 def test_knn_distance_against_brute_force():
@@ -431,27 +439,36 @@ def test_accuracy_vs_confidence_and_subsets():
     assert uncertainty.random_subsets(4, 2, 10, seed=0).shape == (6, 2)  # all C(4, 2)
 
 
-def test_paired_difference_needs_both_intervals():
+def test_combined_difference_over_replicates_and_reduced_rows():
     from scipy import stats as st
     from sklearn.metrics import roc_auc_score
 
     from experiments.core import detection
 
     rng = np.random.default_rng(5)
-    s_in = rng.normal(size=(5, 80))
-    out_a, out_b = rng.normal(1.2, size=(5, 60)), rng.normal(0.8, size=(5, 60))
-    d = detection.paired_difference((s_in, out_a), (s_in, out_b))
+    s_in = rng.normal(size=(4, 80))
+    out_a, out_b = rng.normal(1.2, size=(4, 60)), rng.normal(0.8, size=(4, 60))
+    d = detection.combined_difference((s_in, out_a), (s_in, out_b), bootstrap=100, seed=0)
     y = np.r_[np.zeros(80), np.ones(60)]
-    diffs = [
-        roc_auc_score(y, np.r_[s_in[i], out_a[i]]) - roc_auc_score(y, np.r_[s_in[i], out_b[i]])
-        for i in range(5)
-    ]
-    low, high = st.t.interval(0.95, 4, loc=np.mean(diffs), scale=st.sem(diffs))
-    assert (d["mean"], d["low"], d["high"]) == pytest.approx((np.mean(diffs), low, high), rel=1e-5)
-    boot = detection.paired_difference((s_in, out_a), (s_in, out_b), bootstrap=100, seed=0)
-    assert boot["low"] <= min(d["low"], boot["bootstrap_interval"][0])
-    assert boot["high"] >= max(d["high"], boot["bootstrap_interval"][1])
-    assert boot["significant"] == (
-        d["significant"]
-        and (boot["bootstrap_interval"][0] > 0 or boot["bootstrap_interval"][1] < 0)
+
+    def auc(inn, out):
+        return roc_auc_score(y, np.r_[inn, out])
+
+    diffs = [auc(s_in[i], out_a[i]) - auc(s_in[i], out_b[i]) for i in range(4)]
+    low, high = st.t.interval(0.95, 3, loc=np.mean(diffs), scale=st.sem(diffs))
+    assert d["mean"] == pytest.approx(np.mean(diffs), abs=1e-6)
+    assert d["seeds_interval"] == pytest.approx([low, high], abs=1e-5)
+    assert d["significant"] == (d["low"] > 0 or d["high"] < 0)
+    assert 0.0 <= d["p_value"] <= 1.0
+    # A per-member score against a per-ensemble one: the members (4 rows = 2 ensembles × 2)
+    # averaged per ensemble, so both sides have one value per ensemble.
+    pairs = lambda v: v.reshape(2, 2).mean(axis=1)
+    e = detection.combined_difference(
+        (s_in[:2], out_a[:2]), (s_in, out_b), bootstrap=50, seed=1, reduce_b=pairs
     )
+    per_ensemble = [
+        auc(s_in[r], out_a[r]) - np.mean([auc(s_in[m], out_b[m]) for m in (2 * r, 2 * r + 1)])
+        for r in range(2)
+    ]
+    assert e["mean"] == pytest.approx(np.mean(per_ensemble), abs=1e-6)
+    assert e["n"] == 2

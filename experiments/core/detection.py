@@ -7,9 +7,10 @@ The metrics themselves are the package's (:func:`entjax.auroc`, :func:`entjax.au
 :func:`entjax.fpr_at_tpr`, equal to scikit-learn's), jitted once over replicate rows:
 
 * :func:`per_replicate` — AUROC, AUPR and FPR@95 of each replicate row;
-* :func:`replicate_intervals` — their means with intervals over replicates, with an optional
-  stratified bootstrap over examples (the uncertainty a finite test set adds);
-* :func:`paired_difference` — the paired difference of two scores' metric;
+* :func:`combined_intervals` — their means with 95% intervals from a hierarchical bootstrap
+  over replicates and then the examples (both sources of uncertainty together);
+* :func:`combined_difference` — the paired difference of two scores' metric under the same
+  bootstrap, with a two-sided p-value for a multiplicity correction;
 * :func:`knn_distance` — the k-th nearest-neighbour distance of L2-normalised features to a
   reference (training) set (Sun et al. 2022), a non-entropy OOD score.
 """
@@ -57,9 +58,9 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 def _bucket(n: int) -> int:
-    """``n`` rounded up to a power of two (at least 16): sets of different sizes padded with
+    """``n`` rounded up to a power of two (at least 64): sets of different sizes padded with
     zero-weight examples share one compiled program instead of one per size."""
-    return max(16, 1 << (int(n) - 1).bit_length())
+    return max(64, 1 << (int(n) - 1).bit_length())
 
 
 def _pad(x: np.ndarray, n: int) -> np.ndarray:
@@ -81,7 +82,9 @@ def _scored(
     scores_in, scores_out = _as_scores(_pad(s_in, b_in)), _as_scores(_pad(s_out, b_out))
     c_in, c_out = _pad(counts[:, :n_in], b_in), _pad(counts[:, n_in:], b_out)
     cells = len(s_in) * (b_in + b_out)
-    chunk = min(_bucket(len(counts)), max(1, 1 << (_CHUNK_ELEMENTS // cells).bit_length() - 1))
+    rows = 1 << (len(counts) - 1).bit_length()  # 1 for one count row, else a power of two
+    per_call = max(1, _CHUNK_ELEMENTS // cells)
+    chunk = min(rows, 1 << (per_call.bit_length() - 1))  # a power of two, at least 1
     total = len(counts)
     pad = -total % chunk
     c_in = np.concatenate([c_in, np.repeat(c_in[-1:], pad, axis=0)])
@@ -106,7 +109,8 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> np.ndarray:
     """:func:`entjax.auroc` over the last axis of host arrays ``(R, n)`` (jitted), as float64."""
     s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
     ones = np.ones((1, s_in.shape[-1] + s_out.shape[-1]), np.int32)
-    values = _scored(s_in, s_out, ones, ("auroc",))["auroc"][0]
+    # All three metrics: the same compiled program as per_replicate (the other two are cheap).
+    values = _scored(s_in, s_out, ones)["auroc"][0]
     return values.reshape(np.shape(in_scores)[:-1])  # a scalar for 1-D inputs
 
 
@@ -140,42 +144,6 @@ def _resampled(
     return _scored(both[:, :n_in], both[:, n_in:], _counts(idx, n)), n
 
 
-def replicate_intervals(
-    in_scores: np.ndarray, out_scores: np.ndarray, *, bootstrap: int = 0, seed: int = 0
-) -> dict[str, dict]:
-    """Each metric's mean over the ``R`` replicates (rows) with its 95% interval over them.
-
-    With ``bootstrap`` resamples, the examples are also resampled (within the in and the out
-    set, the same resample for every replicate) and the percentile interval of the replicate
-    mean is computed; the reported ``low``/``high`` are those of the wider of the two intervals
-    (``interval_from`` says which), the other is kept beside them.
-    """
-    s_in, s_out = np.atleast_2d(in_scores), np.atleast_2d(out_scores)
-    values = per_replicate(s_in, s_out)
-    out = {name: stats.interval(v, bounds=(0.0, 1.0)) for name, v in values.items()}
-    if not bootstrap:
-        return out
-    draws, n = _resampled(
-        np.concatenate([s_in, s_out], axis=1), s_in.shape[1], bootstrap=bootstrap, seed=seed
-    )
-    boots = {
-        name: stats.percentile_interval(draws[name].mean(axis=1), np.mean(values[name]), n)
-        for name in METRICS
-    }
-    for name, boot in boots.items():
-        seeds = dict(out[name])
-        wider = stats.wider(seeds, {**boot, "mean": seeds["mean"]})
-        out[name] = {
-            **seeds,
-            "low": wider["low"],
-            "high": wider["high"],
-            "interval_from": "seeds" if wider is seeds else "bootstrap",
-            "seeds_interval": [seeds["low"], seeds["high"]],
-            "bootstrap_interval": [boot["low"], boot["high"]],
-        }
-    return out
-
-
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -202,41 +170,6 @@ def knn_distance(
     return np.concatenate(out)
 
 
-def paired_difference(
-    a: tuple[np.ndarray, np.ndarray],
-    b: tuple[np.ndarray, np.ndarray],
-    *,
-    reduce_a: Callable[[np.ndarray], np.ndarray] | None = None,
-    reduce_b: Callable[[np.ndarray], np.ndarray] | None = None,
-    metric: str = "auroc",
-    bootstrap: int = 0,
-    seed: int = 0,
-) -> dict:
-    """Paired difference of ``metric`` between scores ``a`` and ``b``, each ``(in, out)`` with
-    replicate rows, on the same examples.
-
-    Over replicates: :func:`experiments.core.stats.paired` of the per-replicate values (after
-    ``reduce_*``, e.g. a single model's members averaged per ensemble so that both sides have one
-    value per ensemble). With ``bootstrap`` resamples of the examples (the same resample for
-    both scores), also the percentile interval of the difference of the means; the difference
-    is ``significant`` only if both intervals exclude 0.
-    """
-    ra, rb = reduce_a or (lambda v: v), reduce_b or (lambda v: v)
-    out = stats.paired(ra(per_replicate(*a)[metric]), rb(per_replicate(*b)[metric]))
-    if not bootstrap:
-        return out
-    n_in = a[0].shape[-1]
-    da, n = _resampled(np.concatenate(a, axis=-1), n_in, bootstrap=bootstrap, seed=seed)
-    db, _ = _resampled(np.concatenate(b, axis=-1), n_in, bootstrap=bootstrap, seed=seed)
-    diffs = [np.mean(ra(x)) - np.mean(rb(y)) for x, y in zip(da[metric], db[metric], strict=True)]
-    full = np.mean(ra(per_replicate(*a)[metric])) - np.mean(rb(per_replicate(*b)[metric]))
-    boot = stats.percentile_interval(np.asarray(diffs), full, n)
-    out["bootstrap_interval"] = [boot["low"], boot["high"]]
-    out["significant"] = bool(out["significant"] and (boot["low"] > 0 or boot["high"] < 0))
-    out["low"], out["high"] = min(out["low"], boot["low"]), max(out["high"], boot["high"])
-    return out
-
-
 def _reduce(values: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
     """``reduce`` applied to each resample's row values ``(B, R)`` -> ``(B, R')``."""
     return values if reduce is None else np.stack([reduce(v) for v in values])
@@ -256,7 +189,8 @@ def combined_intervals(
     Every resample draws the replicate rows with replacement (:func:`stats.row_counts`) and,
     independently, the in and the out examples within their sets (the same examples for every
     row); its value is the mean over the drawn rows of the metric on the drawn examples. The
-    interval is the percentile interval of those means. ``reduce`` maps a resample's ``R``
+    interval is :func:`stats.hierarchical`'s (t with R − 1 degrees of freedom on the draws'
+    standard error, so few replicates are not over-trusted). ``reduce`` maps a resample's ``R``
     per-row values to the units that are resampled (e.g. a single model's members averaged per
     ensemble). The Student-t interval over replicates alone is kept as ``seeds_interval``.
     """
@@ -271,12 +205,14 @@ def combined_intervals(
         rows = stats.row_counts(values.shape[1], seed=seed, num_resamples=bootstrap)
         means = (values * rows).sum(axis=1) / values.shape[1]
         seeds = stats.interval(per_row[name], bounds=(0.0, 1.0))
-        boot = stats.percentile_interval(means, seeds["mean"], n)
+        combined = stats.hierarchical(means, seeds["mean"], values.shape[1], bounds=(0.0, 1.0))
         out[name] = {
             **seeds,
-            "low": boot["low"],
-            "high": boot["high"],
-            "interval": "hierarchical bootstrap (replicates, then examples)",
+            "low": combined["low"],
+            "high": combined["high"],
+            "se": combined["se"],
+            "examples": n,
+            "interval": "hierarchical bootstrap (replicates, then examples), t with R - 1 df",
             "seeds_interval": [seeds["low"], seeds["high"]],
         }
     return out
@@ -295,8 +231,8 @@ def combined_difference(
     """Paired difference ``a − b`` of ``metric`` on the same examples, with the hierarchical
     bootstrap of :func:`combined_intervals` applied to both scores together (the same replicate
     rows after ``reduce_*`` and the same examples in every resample) and its two-sided p-value
-    (:func:`stats.bootstrap_p_value`), for a multiplicity correction over a declared family.
-    ``significant`` is the uncorrected verdict (the percentile interval excludes 0)."""
+    (:func:`stats.hierarchical`), for a multiplicity correction over a declared family.
+    ``significant`` is the uncorrected verdict (p < 0.05: the interval excludes 0)."""
     va = _reduce(per_replicate(*a)[metric][None], reduce_a)[0]
     vb = _reduce(per_replicate(*b)[metric][None], reduce_b)[0]
     seeds = stats.paired(va, vb)
@@ -306,13 +242,11 @@ def combined_difference(
     diff = _reduce(da[metric], reduce_a) - _reduce(db[metric], reduce_b)  # (B, R)
     rows = stats.row_counts(diff.shape[1], seed=seed, num_resamples=bootstrap)
     means = (diff * rows).sum(axis=1) / diff.shape[1]
-    boot = stats.percentile_interval(means, seeds["mean"], n)
+    combined = stats.hierarchical(means, seeds["mean"], diff.shape[1])
     return {
         **seeds,
-        "low": boot["low"],
-        "high": boot["high"],
-        "p_value": stats.bootstrap_p_value(means, seeds["mean"]),
-        "significant": bool(boot["low"] > 0 or boot["high"] < 0),
-        "interval": "hierarchical bootstrap (replicates, then examples)",
+        **{k: combined[k] for k in ("low", "high", "se", "p_value", "significant")},
+        "examples": n,
+        "interval": "hierarchical bootstrap (replicates, then examples), t with R - 1 df",
         "seeds_interval": [seeds["low"], seeds["high"]],
     }

@@ -177,6 +177,60 @@ def row_counts(rows: int, *, seed: int, num_resamples: int) -> np.ndarray:
     return counts
 
 
+def hierarchical(
+    draws: np.ndarray,
+    estimate: float,
+    units: int,
+    *,
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> dict:
+    """Interval, standard error and two-sided p-value (of "the quantity is 0") from the draws of
+    a hierarchical bootstrap that resampled ``units`` independent replicates (then examples).
+
+    A bootstrap over few replicates is anti-conservative: the plug-in variance of a mean of
+    ``S`` resampled units is ``(S - 1) / S`` of the unbiased one, and a normal or percentile
+    interval ignores that the spread is itself estimated from ``S`` values. So the draws' standard
+    deviation is scaled by ``sqrt(S / (S - 1))`` and the interval and p-value use Student's t with
+    ``S - 1`` degrees of freedom: ``estimate ± t · se``, ``p = 2 P(T > |estimate| / se)``. With
+    the example level negligible this is the usual t-test over replicates; the example level
+    adds its variance on top. NaN draws (a NaN metric) give NaN, never a significant result.
+    """
+    from scipy import stats as st
+
+    draws = np.asarray(draws, np.float64)
+    out = {"mean": float(estimate), "n": units}
+    if units < 2 or not np.all(np.isfinite(draws)) or not np.isfinite(estimate):
+        nan = float("nan")
+        return out | {
+            "low": nan,
+            "high": nan,
+            "std": nan,
+            "se": nan,
+            "p_value": nan,
+            "significant": False,
+        }
+    se = float(draws.std(ddof=1) * math.sqrt(units / (units - 1)))
+    out["std"] = se * math.sqrt(units)  # the replicate-level spread this standard error implies
+    t = float(st.t.ppf(0.5 + confidence / 2.0, units - 1))
+    low, high = estimate - t * se, estimate + t * se
+    if se > 0:
+        p = float(2.0 * st.t.sf(abs(estimate) / se, units - 1))
+    else:
+        p = 0.0 if estimate != 0 else 1.0
+    if bounds[0] is not None:
+        low = max(low, bounds[0])
+    if bounds[1] is not None:
+        high = min(high, bounds[1])
+    return out | {
+        "low": float(low),
+        "high": float(high),
+        "se": se,
+        "p_value": p,
+        "significant": bool(p < 1.0 - confidence),
+    }
+
+
 def seeds_and_examples(
     values: np.ndarray,
     *,
@@ -191,8 +245,9 @@ def seeds_and_examples(
 
     For a paired comparison pass the per-example differences ``a - b`` of the same seeds and
     examples (e.g. correctness 0/1 for an accuracy difference); ``p_value`` is then the
-    two-sided :func:`bootstrap_p_value` of "no difference" and ``significant`` whether the
-    interval excludes 0. ``seeds_interval`` is the Student-t interval over seeds alone.
+    two-sided p-value of "no difference" and ``significant`` whether it is below 0.05 (the
+    interval excludes 0); both from :func:`hierarchical` (t with ``S - 1`` degrees of freedom,
+    so few seeds are not over-trusted). ``seeds_interval`` is the t interval over seeds alone.
     """
     x = np.asarray(values, np.float64)
     if x.ndim != 2:
@@ -203,18 +258,12 @@ def seeds_and_examples(
     per_seed = np.stack([x[:, i].mean(axis=1) for i in idx])  # (B, S): every seed, resampled
     draws = (per_seed * rows).sum(axis=1) / num_seeds
     estimate = float(x.mean())
-    out = percentile_interval(draws, estimate, n, confidence=confidence)
-    if bounds[0] is not None:
-        out["low"] = max(out["low"], bounds[0])
-    if bounds[1] is not None:
-        out["high"] = min(out["high"], bounds[1])
+    out = hierarchical(draws, estimate, num_seeds, confidence=confidence, bounds=bounds)
     seeds = interval(x.mean(axis=1), confidence=confidence)
     out.update(
-        seeds=num_seeds,
+        examples=n,
         seeds_interval=[seeds["low"], seeds["high"]],
-        p_value=bootstrap_p_value(draws, estimate),
-        significant=bool(out["low"] > 0 or out["high"] < 0),
-        interval="hierarchical bootstrap (seeds, then examples)",
+        interval="hierarchical bootstrap (seeds, then examples), t with seeds - 1 df",
     )
     return out
 
@@ -225,8 +274,11 @@ def bootstrap_p_value(draws: np.ndarray, estimate: float) -> float:
     ``1 / B``, too coarse for a multiplicity correction over dozens of tests)."""
     from scipy.stats import norm
 
-    sd = float(np.asarray(draws, np.float64).std(ddof=1))
-    if not np.isfinite(sd) or sd == 0.0:
+    draws = np.asarray(draws, np.float64)
+    if len(draws) < 2 or not np.all(np.isfinite(draws)) or not np.isfinite(estimate):
+        return float("nan")  # no estimate of the spread: never "significant"
+    sd = float(draws.std(ddof=1))
+    if sd == 0.0:
         return 0.0 if estimate != 0 else 1.0
     return float(2.0 * norm.sf(abs(estimate) / sd))
 
@@ -251,8 +303,3 @@ def holm(p_values: Mapping[str, float], *, alpha: float = 0.05) -> dict[str, dic
         k: {"p": float(p[i]), "p_holm": float(adjusted[i]), "rejected": bool(adjusted[i] <= alpha)}
         for i, k in enumerate(names)
     }
-
-
-def wider(*intervals: dict) -> dict:
-    """The interval with the larger width (for reporting the more conservative of two)."""
-    return max(intervals, key=lambda i: i["high"] - i["low"])

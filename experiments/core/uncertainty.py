@@ -7,8 +7,10 @@ of members), in float64 after one jitted pass each:
 * :func:`log_probs` / :func:`mixture_log_probs` — per-member and ensemble log-probabilities
   (the ensemble predictive is the mean of the members' probabilities), with temperatures;
 * :func:`single_scores` / :func:`ensemble_scores` — OOD scores, larger = more likely OOD:
-  entropy, 1 − max-softmax, energy ``−logsumexp(z)`` (Liu et al. 2020), the mutual information
-  and the mean pairwise KL of an ensemble (Lakshminarayanan et al. 2017);
+  entropy, 1 − max-softmax (:func:`entjax.max_softmax`, which keeps confident examples apart
+  where ``1 − exp(max log p)`` rounds to 0 in float32), energy ``−logsumexp(z)`` (Liu et al.
+  2020), the mutual information and the mean pairwise KL of an ensemble (Lakshminarayanan et
+  al. 2017);
 * :func:`classification` — accuracy, NLL, Brier and ECE of each replicate on a labelled set;
 * :func:`accuracy_vs_confidence` — accuracy of the examples with confidence ≥ τ and the fraction
   kept (Lakshminarayanan et al. 2017, Fig. 3).
@@ -70,7 +72,7 @@ def _single_scores(logits: jax.Array, ts_log_probs: jax.Array) -> dict[str, jax.
     lse = jax.nn.logsumexp(logits, axis=-1)
     return {
         "entropy": entjax.entropy(logits),
-        "max_softmax": 1.0 - jnp.exp(jnp.max(logits, axis=-1) - lse),
+        "max_softmax": entjax.max_softmax(logits),  # no float32 saturation at 1 - p = 0
         "energy": -lse,
         "temperature_entropy": entjax.entropy(ts_log_probs),
     }
@@ -92,7 +94,7 @@ def _ensemble_scores(member_logits: jax.Array, num_ensembles: int) -> dict[str, 
         mix = entjax.ensemble_log_probs(g, axis=0)
         return {
             "total_entropy": u.total,
-            "max_softmax": 1.0 - jnp.exp(jnp.max(mix, axis=-1)),
+            "max_softmax": entjax.max_softmax(mix),  # log-probabilities are valid logits
             "mutual_information": u.epistemic,
             "pairwise_kl": entjax.pairwise_kl(g, axis=0),
         }

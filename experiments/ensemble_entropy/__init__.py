@@ -3,10 +3,12 @@
 ``R`` independent ensembles of ``K`` members (``--seeds R --members K``: R·K Flax NNX models with
 their own initialisations and data orders) train together in one jitted, vmapped step sharded
 over all devices, on scikit-learn's digits (8×8, MLP) or a real MNIST sample (28×28, CNN) with
-two classes held out. Every reported number carries a 95% interval: over the R ensembles for
-ensemble numbers, over the R·K members for single-model numbers (``ddof = 1``), and for OOD
-detection also a bootstrap over test examples where that is the wider. A difference is claimed
-only where the interval of the paired difference excludes zero.
+two classes held out. Every reported number carries a 95% interval over replicates (the R
+ensembles for ensemble numbers, the R·K members for single-model numbers) and, for test accuracy,
+NLL, Brier and the bootstrapped OOD sets, over the test examples too (a hierarchical bootstrap).
+Confirmatory claims come from one family of comparisons declared in :mod:`.config`
+(``PRIMARY_COMPARISONS``, on the OOD sets raw pixels do not solve) with Holm's correction;
+everything else is labelled exploratory.
 
 * In distribution: accuracy, NLL, Brier, ECE of single models and ensembles, raw and
   temperature-scaled (T fit on the validation split by NLL; Guo et al. 2017).
@@ -19,18 +21,24 @@ only where the interval of the paired difference excludes zero.
 * Shift (Ovadia et al. 2019): the four metrics against severity per shift family; accuracy
   against confidence (Lakshminarayanan et al. 2017); metrics against ensemble size over random
   member subsets; and the mechanism behind the rotation failure, checked with probes.
+* Selective classification (:mod:`.selective`): AURC and E-AURC of abstaining by max
+  probability, and each score's AUROC for telling wrong predictions from right ones, per variant.
+* The seed's claim (:mod:`.seed_claim`), per input: how often the ensemble's entropy exceeds the
+  largest member entropy (the test) and the mean member entropy (Jensen's inequality: always).
 
     python -m experiments.ensemble_entropy --out runs/ensemble
     python -m experiments.ensemble_entropy --dataset mnist --out runs/ensemble_mnist
     python -m experiments.ensemble_entropy --smoke --out runs/smoke      # seconds, for tests
 
 Outputs in ``--out``: ``results.json``, ``report.md``, PNG figures, ``predictions.npz`` (every
-member's logits on every set, with the ensemble layout) and ``checkpoints/`` (orbax).
+member's logits and, in float16, penultimate features on every set and on the training images,
+so the k-NN score can be recomputed, with the ensemble layout) and ``checkpoints/`` (orbax).
 
 The package, in the layout of flax's ``examples/imagenet/``: :mod:`.config` (``Config``,
 ``SMOKE``, the R×K ``Layout``, labels), :mod:`.train` (``train_and_evaluate``), :mod:`.evalsets`
-and :mod:`.evaluate` / :mod:`.rotation` (every number, computed once), :mod:`.report` and
-:mod:`.figures` (read the results only), :mod:`.loader` (``load_run``).
+and :mod:`.evaluate` / :mod:`.rotation` / :mod:`.selective` / :mod:`.seed_claim` (every number,
+computed once), :mod:`.report` and :mod:`.figures` (read the results only), :mod:`.loader`
+(``load_run``).
 """
 
 from __future__ import annotations

@@ -107,6 +107,19 @@ class Predictions:
     scores: dict[str, np.ndarray]  # "single/<name>" (R·K, n), "ensemble/<name>" (R, n)
 
 
+def features_npz(pred: Predictions, knn_k: int) -> dict[str, np.ndarray]:
+    """The k-NN score's inputs for ``predictions.npz``: every member's penultimate features on
+    every set and on the training images (float16, member axis first: ``(R·K, n, d)``) and its
+    ``k``, so the score can be recomputed from the file
+    (:func:`experiments.core.detection.knn_distance` of ``member_train_features[m]`` and
+    ``member_features[m]``)."""
+    return {
+        "member_features": pred.features.astype(np.float16),
+        "member_train_features": pred.train_features.astype(np.float16),
+        "knn_k": np.asarray(knn_k),
+    }
+
+
 def logits_and_features(members: training.Members):
     """One member's ``(logits, penultimate features)``: one forward pass for both."""
 

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from experiments.core import data as data_lib, detection, metrics, outputs, stats, uncertainty
+from experiments.ensemble_entropy import significance
 from experiments.ensemble_entropy.config import (
     CLASSIFICATION,
     METRIC_LABELS,
+    PER_EXAMPLE,
     SCORE_LABELS,
     VARIANTS,
     Config,
@@ -32,38 +34,76 @@ THRESHOLDS = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0
 # --------------------------------------------------------------------------- in distribution
 
 
-def classification_table(pred: Predictions, name: str, num_bins: int) -> dict[str, dict]:
-    """Per variant and metric: the interval over replicates, and the raw per-replicate values."""
+def classification_table(
+    pred: Predictions, name: str, num_bins: int, *, examples_seed: int | None = None
+) -> dict[str, dict]:
+    """Per variant and metric: the interval over replicates, and the raw per-replicate values.
+
+    With ``examples_seed``, accuracy, NLL and Brier get the interval over replicates *and* test
+    examples (:func:`significance.example_intervals`; single models: the R·K members are the
+    replicates); ECE keeps the interval over replicates."""
     s, labels = pred.sets.slices[name], pred.sets.labels_of(name)
     out = {}
     for variant in VARIANTS:
-        values = uncertainty.classification(
-            pred.log_probs[variant][:, s], labels, num_bins=num_bins
-        )
+        lp = pred.log_probs[variant][:, s]
+        values = uncertainty.classification(lp, labels, num_bins=num_bins)
         out[variant] = {
             m: {**stats.interval(v, bounds=BOUNDS[m]), "values": v} for m, v in values.items()
         }
+        if examples_seed is not None:
+            both = significance.example_intervals(lp, labels, seed=examples_seed)
+            for m, cell in both.items():
+                out[variant][m] = {**cell, "values": values[m]}
     return out
 
 
 def in_distribution(pred: Predictions, config: Config) -> dict[str, Any]:
-    """Test and validation tables, and paired comparisons on the test set."""
-    test = classification_table(pred, "test", config.num_bins)
-    per_ensemble = pred.layout.ensemble_means
-    comparisons = {}
+    """Test and validation tables, and paired comparisons on the test set.
+
+    Accuracy, NLL and Brier (test table and ensemble − single differences) carry the example
+    term (:mod:`~experiments.ensemble_entropy.significance`); ECE and the validation table are
+    intervals over replicates only. Temperature scaling leaves the argmax, hence the accuracy,
+    unchanged: its accuracy comparisons would repeat the raw ones and are not made."""
+    test = classification_table(pred, "test", config.num_bins, examples_seed=config.seed)
+    layout, t, labels = pred.layout, pred.sets.slices["test"], pred.sets.labels_of("test")
+    lp = {v: pred.log_probs[v][:, t] for v in VARIANTS}
+    seed = config.seed
+    per_example = {
+        "ensemble_minus_single": significance.example_difference(
+            lp["ensemble"], lp["single"], labels, layout, seed=seed
+        ),
+        "ensemble_ts_minus_single_ts": significance.example_difference(
+            lp["ensemble_ts"], lp["single_ts"], labels, layout, seed=seed
+        ),
+    }
+    single_ts = significance.per_example(lp["single_ts"], labels)
+    single = significance.per_example(lp["single"], labels)
+    comparisons: dict[str, dict] = {}
     for metric in CLASSIFICATION:
-        single = per_ensemble(test["single"][metric]["values"])
-        single_ts = per_ensemble(test["single_ts"][metric]["values"])
-        comparisons[metric] = {
-            "ensemble_minus_single": stats.paired(test["ensemble"][metric]["values"], single),
-            "ensemble_ts_minus_single_ts": stats.paired(
-                test["ensemble_ts"][metric]["values"], single_ts
-            ),
-            "single_ts_minus_single": stats.paired(
-                test["single_ts"][metric]["values"], test["single"][metric]["values"]
-            ),
-        }
-    t = pred.sets.slices["test"]
+        if metric in PER_EXAMPLE:
+            entry = {k: d[metric] for k, d in per_example.items()}
+            if metric == "accuracy":  # the scaled variants' accuracies are the raw ones
+                del entry["ensemble_ts_minus_single_ts"]
+            else:
+                entry["single_ts_minus_single"] = stats.seeds_and_examples(
+                    single_ts[metric] - single[metric],
+                    seed=seed,
+                    num_resamples=significance.EXAMPLE_RESAMPLES,
+                )
+        else:  # ECE: over replicates only (single-model values averaged per ensemble)
+            values = {v: test[v][metric]["values"] for v in VARIANTS}
+            entry = {
+                "ensemble_minus_single": stats.paired(
+                    values["ensemble"], layout.ensemble_means(values["single"])
+                ),
+                "ensemble_ts_minus_single_ts": stats.paired(
+                    values["ensemble_ts"], layout.ensemble_means(values["single_ts"])
+                ),
+                "single_ts_minus_single": stats.paired(values["single_ts"], values["single"]),
+            }
+            for d in entry.values():
+                d["interval"] = "replicates only"
+        comparisons[metric] = entry
 
     def mean_on_test(score: str) -> dict:
         return stats.interval(pred.scores[score][:, t].mean(axis=1), bounds=POSITIVE)
@@ -111,61 +151,59 @@ def raw_pixel_difficulty(data: data_lib.ImageData, pred: Predictions) -> dict[st
     }
 
 
-def ood_block(pred: Predictions, name: str, *, bootstrap: int, seed: int) -> dict[str, Any]:
+def ood_block(
+    pred: Predictions, name: str, *, bootstrap: int, seed: int, ranked: bool
+) -> dict[str, Any]:
     """Every score's AUROC, AUPR and FPR@95 on set ``name`` (positive) against the test set,
-    with intervals over replicates (and the example bootstrap), plus paired comparisons."""
+    with intervals over replicates (and, with ``bootstrap``, the test examples:
+    :func:`significance.ood_intervals`). On a ``ranked`` set (one raw pixels do not solve) with
+    the bootstrap, the declared comparisons and, exploratory, the best score against the
+    runner-up."""
     t, s = pred.sets.slices["test"], pred.sets.slices[name]
     scores, means = {}, {}
     for key, values in pred.scores.items():
-        scores[key] = detection.replicate_intervals(
+        scores[key] = significance.ood_intervals(
             values[:, t], values[:, s], bootstrap=bootstrap, seed=seed
         )
         scores[key]["mean_score"] = stats.interval(values[:, s].mean(axis=1))
         means[key] = scores[key]["auroc"]["mean"]
-    best, second = sorted(means, key=lambda k: -means[k])[:2]
-    pairs = {
-        "best_vs_runner_up": (best, second),
-        "mi_minus_total_entropy": ("ensemble/mutual_information", "ensemble/total_entropy"),
-        "total_entropy_minus_single_entropy": ("ensemble/total_entropy", "single/entropy"),
-        "mi_minus_single_entropy": ("ensemble/mutual_information", "single/entropy"),
+    comparisons = {}
+    if ranked and bootstrap:
+        pairs = significance.declared_pairs(pred.scores)
+        best, second = sorted(means, key=lambda k: -means[k])[:2]
+        pairs["best_vs_runner_up"] = (best, second)
+        comparisons = {
+            label: {
+                "declared": label != "best_vs_runner_up",
+                **significance.compare_scores(
+                    pred.scores, pred.layout, ka, kb, t, s, bootstrap=bootstrap, seed=seed
+                ),
+            }
+            for label, (ka, kb) in pairs.items()
+        }
+    return {
+        "num_examples": s.stop - s.start,
+        "ranked": ranked,
+        "scores": scores,
+        "comparisons": comparisons,
     }
-    comparisons = {
-        label: {"a": ka, "b": kb, **compare_scores(pred, ka, kb, t, s, bootstrap, seed)}
-        for label, (ka, kb) in pairs.items()
-    }
-    return {"num_examples": s.stop - s.start, "scores": scores, "comparisons": comparisons}
-
-
-def compare_scores(pred, a: str, b: str, t: slice, s: slice, bootstrap: int, seed: int) -> dict:
-    """Paired AUROC difference ``a − b`` (:func:`detection.paired_difference`): over members if
-    both are single-model scores, else over ensembles (a single-model score enters as the mean
-    over each ensemble's members), with the example bootstrap."""
-    va, vb = pred.scores[a], pred.scores[b]
-    layout = pred.layout
-
-    def reduce(values: np.ndarray):
-        per_member = len(va) != len(vb) and len(values) == layout.size
-        return layout.ensemble_means if per_member else None
-
-    return detection.paired_difference(
-        (va[:, t], va[:, s]),
-        (vb[:, t], vb[:, s]),
-        reduce_a=reduce(va),
-        reduce_b=reduce(vb),
-        bootstrap=bootstrap,
-        seed=seed,
-    )
 
 
 def ood_section(pred: Predictions, data, config: Config) -> dict[str, Any]:
-    """OOD blocks for every set; the bootstrap only for the headline sets (it is the slow part)."""
-    headline = set(pred.sets.headline(config.severities))
+    """OOD blocks for every set; the bootstrap only for the headline and the ranked sets (it is
+    the slow part). A set whose raw-pixel 5-NN AUROC reaches the declared threshold is reported,
+    not ranked (:func:`significance.ranked_sets` says which sets are ranked)."""
+    headline = pred.sets.headline(config.severities)
     difficulty = raw_pixel_difficulty(data, pred)
+    ranked = significance.ranked_sets(difficulty, headline)
     out = {}
     for i, name in enumerate(pred.sets.ood_names):
-        boot = config.bootstrap if name in headline else 0
-        out[name] = ood_block(pred, name, bootstrap=boot, seed=config.seed + i)
+        boot = config.bootstrap if name in headline or name in ranked else 0
+        out[name] = ood_block(
+            pred, name, bootstrap=boot, seed=config.seed + i, ranked=name in ranked
+        )
         out[name]["raw_pixel_knn_auroc"] = difficulty[name]
+        out[name]["solved_by_raw_pixels"] = significance.solved_by_raw_pixels(difficulty[name])
         out[name]["headline"] = name in headline
     return out
 
@@ -173,9 +211,11 @@ def ood_section(pred: Predictions, data, config: Config) -> dict[str, Any]:
 # --------------------------------------------------------------------------- curves
 
 
-def shift_curves(pred: Predictions, config: Config, clean: dict[str, dict]) -> dict[str, Any]:
-    """Ovadia et al.'s view: each metric of each variant against severity, per shift family."""
+def shift_curves(pred: Predictions, config: Config) -> dict[str, Any]:
+    """Ovadia et al.'s view: each metric of each variant against severity, per shift family
+    (intervals over replicates only, the clean test set included, so the points compare)."""
     out: dict[str, Any] = {}
+    clean = classification_table(pred, "test", config.num_bins)
     for kind in data_lib.SHIFTS:
         tables = [clean] + [
             classification_table(pred, f"{kind}@{lv}", config.num_bins) for lv in config.severities
@@ -248,40 +288,78 @@ def size_curves(pred: Predictions, config: Config) -> dict[str, Any]:
 # --------------------------------------------------------------------------- claims
 
 
+def _family_words(test: dict) -> str:
+    """A declared comparison in words, with its difference, p and Holm-adjusted p."""
+    numbers = (
+        f"{outputs.fmt(test, 4 if test['kind'] == 'in_distribution' else 3, signed=True)}, "
+        f"p = {test['p']:.2g}, Holm p = {test['p_holm']:.2g}"
+    )
+    if test["kind"] == "in_distribution":
+        m = test["metric"]
+        better = (test["mean"] > 0) == HIGHER_IS_BETTER[m]
+        what = f"the ensemble is {'better' if better else 'worse'} than its members"
+        if not test["confirmed"]:
+            what = "no confirmed difference between the ensemble and its members"
+        return f"test {METRIC_LABELS[m]}: {what} (ensemble − member mean {numbers})"
+    a, b = SCORE_LABELS[test["a"]], SCORE_LABELS[test["b"]]
+    hi, lo = (a, b) if test["mean"] > 0 else (b, a)
+    what = f"{hi} detects better than {lo}"
+    if not test["confirmed"]:
+        what = f"no confirmed difference between {a} and {b}"
+    return f"{test['set']}: {what} (AUROC {a} − {b} {numbers})"
+
+
 def claims(results: dict[str, Any]) -> list[str]:
-    """The statements the intervals support (and the ones they do not), in words."""
-    out = []
+    """The statements the results support, in words: the declared comparisons that survive
+    Holm's correction are *confirmed*; the declared ones that do not are listed as such; every
+    other comparison is *exploratory*; sets raw pixels solve are *not ranked*."""
+    fam = results["comparisons"]
+    tests = fam["family"]
+    out = [
+        f"Confirmed (declared family of {fam['size']} tests, Holm at α = {fam['alpha']}): "
+        + _family_words(t)
+        + "."
+        for t in tests.values()
+        if t["confirmed"]
+    ]
+    out += [
+        f"Not confirmed (declared): {_family_words(t)}."
+        for t in tests.values()
+        if not t["confirmed"]
+    ]
     comp = results["in_distribution"]["comparisons"]
-    for metric in CLASSIFICATION:
-        d = comp[metric]["ensemble_minus_single"]
-        words = stats.verdict(
-            d, a="the ensemble", b="its members", higher_is_better=HIGHER_IS_BETTER[metric]
-        )
-        out.append(
-            f"Test {METRIC_LABELS[metric]}: {words} (ensemble − member mean "
-            f"{outputs.fmt(d, 4, signed=True)})."
-        )
+    d = comp["ece"]["ensemble_minus_single"]
+    out.append(
+        "Exploratory (ECE, intervals over ensembles only): "
+        + stats.verdict(d, a="the ensemble", b="its members", higher_is_better=False)
+        + f" in test ECE ({outputs.fmt(d, 4, signed=True)})."
+    )
     d = comp["ece"]["single_ts_minus_single"]
     out.append(
-        "Temperature scaling (fit on validation): "
+        "Exploratory (temperature scaling, fit on validation): "
         + stats.verdict(d, a="the scaled single model", b="the raw one", higher_is_better=False)
         + f" in test ECE ({outputs.fmt(d, 4, signed=True)})."
     )
     for name, block in results["ood"].items():
-        if not block["headline"]:
+        if not (block["headline"] or block["ranked"]):
             continue
-        top = block["comparisons"]["best_vs_runner_up"]
+        if block["solved_by_raw_pixels"]:
+            out.append(
+                f"{name}: solved by raw pixels (5-NN AUROC {block['raw_pixel_knn_auroc']:.3f} "
+                f"≥ {fam['solved_by_raw_pixels_at']}): not ranked."
+            )
+            continue
+        top = block["comparisons"].get("best_vs_runner_up")
+        if top is None:  # no bootstrap: no comparisons
+            continue
         lead = stats.verdict(
             top, a=SCORE_LABELS[top["a"]], b=SCORE_LABELS[top["b"]], higher_is_better=True
         )
-        d = block["comparisons"]["mi_minus_total_entropy"]
-        words = stats.verdict(d, a="mutual information", b="total entropy", higher_is_better=True)
         out.append(
-            f"{name}: highest mean AUROC {SCORE_LABELS[top['a']]} "
+            f"Exploratory (chosen after seeing the results, uncorrected): {name}: highest mean "
+            f"AUROC {SCORE_LABELS[top['a']]} "
             f"({outputs.fmt(block['scores'][top['a']]['auroc'], 3)}); against the runner-up: "
-            f"{lead} ({outputs.fmt(top, 3, signed=True)}); {words} (AUROC difference "
-            f"{outputs.fmt(d, 3, signed=True)}); raw-pixel 5-NN AUROC "
-            f"{block['raw_pixel_knn_auroc']:.3f}."
+            f"{lead} ({outputs.fmt(top, 3, signed=True)}, p = {top['p_value']:.2g})."
         )
     return out
 

@@ -144,6 +144,34 @@ def _reliability_figure(reliability: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
+def _risk_coverage_figure(r: dict[str, Any], curves: dict[str, dict[str, np.ndarray]]) -> Any:
+    """Left: the test risk-coverage curves of replicate 0 of every variant; right: the
+    fraction of inputs whose ensemble entropy exceeds the largest member entropy, per set."""
+    fig, axes = outputs.new_figure(1, 2, size=(4.6, 3.6))
+    fig.set_layout_engine("constrained")
+    ax = axes[0, 0]
+    for variant, style in zip(VARIANTS, ("-", "--", "-", "--"), strict=True):
+        c = curves[variant]
+        aurc = r["selective"]["test"][variant]["aurc"]["values"][0]
+        label = f"{VARIANT_LABELS[variant]} 0 (AURC {aurc:.3f})"
+        ax.plot(c["coverage"], c["risk"], style, label=label, lw=1.2)
+    ax.set(xlabel="coverage", ylabel="risk (error rate of the kept)", xlim=(0, 1), ylim=(0, None))
+    ax.set_title("test: risk against coverage", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    sets = r["seed_claim"]["sets"]
+    cells = [b["above_max_member"] for b in sets.values()]
+    mean = np.array([c["mean"] for c in cells])
+    err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] for c in cells]).T
+    ax.barh(np.arange(len(cells)), mean, xerr=np.maximum(err, 0.0), capsize=2, color="C2")
+    ax.axvline(0.5, color="0.5", lw=0.8, ls=":")
+    ax.set_yticks(np.arange(len(cells)), list(sets), fontsize=6)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="fraction of inputs")
+    ax.set_title("H(ensemble) > max member H (95% interval)", fontsize=10)
+    return fig
+
+
 def figures(r: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
     """Every figure of ``r``; ``arrays`` from
     :func:`~experiments.ensemble_entropy.evaluate.figure_arrays`."""
@@ -154,4 +182,9 @@ def figures(r: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
         "accuracy_confidence": _confidence_figure(r),
         "entropy_histograms": _histogram_figure(arrays["entropy_histograms"]),
         "reliability": _reliability_figure(arrays["reliability"]),
+        **(
+            {"risk_coverage": _risk_coverage_figure(r, arrays["risk_coverage"])}
+            if "risk_coverage" in arrays and "selective" in r
+            else {}
+        ),
     }

@@ -27,16 +27,37 @@ def _header(r: dict[str, Any]) -> list[str]:
         f"{d['num_test']} test), {d['heldout_classes']} held out. Devices: "
         f"{r['devices']['device_count']} × {r['devices']['backend']}. Entropies in nats.",
         "",
-        "Every number is a mean with its 95% interval: over the "
-        f"{cfg['seeds'] * cfg['members']} members (single models, ddof = 1) or the "
-        f"{cfg['seeds']} ensembles; OOD intervals are the wider of that and a bootstrap over "
-        "test examples. A difference is claimed only where its paired interval excludes 0.",
+        "Every number is a mean with its 95% interval. Replicates are the "
+        f"{cfg['seeds'] * cfg['members']} members for single models and the {cfg['seeds']} "
+        "ensembles for ensembles; test accuracy, NLL and Brier and the OOD metrics of the "
+        "headline and ranked sets add the test examples (a hierarchical bootstrap: "
+        "replicates, then examples); ECE, the validation split, the shift curves and the "
+        "other OOD sets are intervals over replicates only (Student-t, ddof = 1). A paired "
+        "ensemble − single difference averages each ensemble's members first.",
         "",
-        "## What the intervals support",
+        "## What the results support",
+        "",
+        _family_rule(r),
         "",
         *[f"- {c}" for c in r["claims"]],
         "",
     ]
+
+
+def _family_rule(r: dict[str, Any]) -> str:
+    fam = r["comparisons"]
+    pairs = "; ".join(
+        f"{SCORE_LABELS[a]} − {SCORE_LABELS[b]}" for a, b in fam["declared_ood"].values()
+    )
+    return (
+        f"Confirmatory claims come from one family declared before the results: "
+        f"{', '.join(fam['declared_in_distribution'])} on the test set, and the AUROC "
+        f"differences {pairs} on the OOD sets a model is needed for ({fam['ranked_rule']}, "
+        f"threshold {fam['solved_by_raw_pixels_at']}; here: "
+        f"{', '.join(fam['ranked_sets']) or 'none'}), {fam['size']} tests in this run. A claim is "
+        f"*confirmed* where Holm's adjusted p-value (two-sided, hierarchical bootstrap) is "
+        f"≤ {fam['alpha']}; everything else is exploratory. Sets raw pixels solve are not ranked."
+    )
 
 
 def _in_distribution(r: dict[str, Any]) -> list[str]:
@@ -56,6 +77,11 @@ def _in_distribution(r: dict[str, Any]) -> list[str]:
         "",
         outputs.markdown_table(headers, rows),
         "",
+        "Accuracy, NLL and Brier: intervals over replicates and test examples (single models: "
+        "the members are the replicates; the paired column: per-example differences, each "
+        "ensemble's members averaged first). ECE is not a mean over examples: its intervals "
+        "are over replicates only.",
+        "",
         f"Temperatures fit on the validation split by NLL: single models T = "
         f"{outputs.fmt(temp['single'], 3)}, ensembles T = {outputs.fmt(temp['ensemble'], 3)}; "
         f"validation NLL single {outputs.fmt(temp['val_nll']['single'])} → "
@@ -70,14 +96,20 @@ def _ood_overview(r: dict[str, Any]) -> list[str]:
     keys = list(SCORE_LABELS)
     headers = ["OOD set", "raw-pixel 5-NN", *(SCORE_LABELS[k] for k in keys)]
     rows = [
-        [name, b["raw_pixel_knn_auroc"], *(b["scores"][k]["auroc"]["mean"] for k in keys)]
+        [
+            f"{name} *" if b["solved_by_raw_pixels"] else name,
+            b["raw_pixel_knn_auroc"],
+            *(b["scores"][k]["auroc"]["mean"] for k in keys),
+        ]
         for name, b in r["ood"].items()
     ]
     return [
         "## Out of distribution: AUROC of every score on every set (means)",
         "",
         "OOD set positive against the clean test set; 0.5 = chance. The raw-pixel 5-NN column "
-        "needs no model: where it is near 1.0 the set is too easy to rank the scores.",
+        "needs no model: where it reaches "
+        f"{r['comparisons']['solved_by_raw_pixels_at']} (marked *) the set is solved by raw "
+        "pixels and the scores are not ranked on it.",
         "",
         outputs.markdown_table(headers, rows, digits=3),
         "",
@@ -85,10 +117,11 @@ def _ood_overview(r: dict[str, Any]) -> list[str]:
 
 
 def _ood_details(r: dict[str, Any]) -> list[str]:
-    lines = ["## OOD detection with intervals (headline sets)", ""]
+    lines = ["## OOD detection with intervals (headline and ranked sets)", ""]
     for name, b in r["ood"].items():
-        if not b["headline"]:
+        if not (b["headline"] or b["ranked"]):
             continue
+        solved = "; solved by raw pixels: not ranked" if b["solved_by_raw_pixels"] else ""
         scores = b["scores"]
         rows = [
             [SCORE_LABELS[k], *(scores[k][m] for m in ("auroc", "aupr", "fpr95", "mean_score"))]
@@ -96,14 +129,40 @@ def _ood_details(r: dict[str, Any]) -> list[str]:
         ]
         lines += [
             f"**{name}** ({b['num_examples']} images; raw-pixel 5-NN AUROC "
-            f"{b['raw_pixel_knn_auroc']:.3f})",
+            f"{b['raw_pixel_knn_auroc']:.3f}{solved})",
             "",
             outputs.markdown_table(
                 ["score", "AUROC ↑", "AUPR ↑", "FPR@95 ↓", "mean score"], rows, 3
             ),
             "",
         ]
-    return lines
+    return lines + _family_table(r)
+
+
+def _family_table(r: dict[str, Any]) -> list[str]:
+    fam = r["comparisons"]
+    rows = [
+        [
+            key,
+            outputs.fmt(t, 4, signed=True),
+            f"{t['p']:.2g}",
+            f"{t['p_holm']:.2g}",
+            "confirmed" if t["confirmed"] else "not confirmed",
+        ]
+        for key, t in fam["family"].items()
+    ]
+    return [
+        f"## The declared comparisons ({fam['size']} tests, Holm at α = {fam['alpha']})",
+        "",
+        "OOD rows: paired AUROC difference a − b (declared names: mi = ensemble mutual "
+        "information, total_entropy = ensemble total entropy, single_entropy = single-model "
+        "entropy, single_ts_entropy = temperature-scaled single model); in-distribution rows: "
+        "ensemble − single model. 95% intervals and two-sided p-values from the hierarchical "
+        "bootstrap (replicates, then test examples).",
+        "",
+        outputs.markdown_table(["comparison", "difference", "p", "Holm p", "verdict"], rows),
+        "",
+    ]
 
 
 def _shift(r: dict[str, Any]) -> list[str]:
@@ -249,15 +308,126 @@ def _rotation(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+MISCLASSIFICATION_SCORES = {
+    "max_softmax": "1 − max-softmax",
+    "entropy": "entropy",
+    "mutual_information": "mutual information",
+}
+
+
+def _test_first(blocks: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The per-set blocks, the test set first (``results.json`` may store them sorted)."""
+    return sorted(blocks.items(), key=lambda item: item[0] != "test")
+
+
+def _milli(cell: dict) -> dict:
+    """An interval (or paired difference) in units of 10⁻³, for the small AURCs."""
+    return {k: cell[k] * 1e3 for k in ("mean", "low", "high")}
+
+
+def _selective(r: dict[str, Any]) -> list[str]:
+    if "selective" not in r:
+        return []
+    lines = [
+        "## Selective classification and misclassification detection",
+        "",
+        "Abstaining on the least confident predictions (confidence = max probability): AURC, the "
+        "area under the risk-coverage curve, and E-AURC, its excess over an oracle ranking "
+        "(Geifman et al. 2019; lower is better; both in units of 10⁻³). Misclassification "
+        "AUROC: each score's AUROC for telling wrong predictions (positive) from right ones "
+        "(Hendrycks & Gimpel 2017; higher is better). Intervals over members or ensembles; the "
+        "ensemble's mutual information is the same with or without temperature scaling of the "
+        "mixture.",
+        "",
+    ]
+    scores = list(MISCLASSIFICATION_SCORES)
+    headers = ["variant", "error rate", "AURC ×10³ ↓", "E-AURC ×10³ ↓"]
+    headers += [f"AUROC {MISCLASSIFICATION_SCORES[k]} ↑" for k in scores]
+    for name, block in _test_first(r["selective"]):
+        rows = [
+            [
+                VARIANT_LABELS[v],
+                block[v]["error_rate"],
+                *(outputs.fmt(_milli(block[v][m]), 2) for m in ("aurc", "excess_aurc")),
+                *(block[v]["misclassification_auroc"].get(k, "—") for k in scores),
+            ]
+            for v in VARIANTS
+        ]
+        comp = block["comparisons"]
+
+        def diff(metric: str, pair: str, comp: dict = comp) -> str:
+            d = comp[metric][pair]
+            mark = " (significant)" if d["significant"] else ""
+            return outputs.fmt(_milli(d), 2, signed=True) + mark
+
+        lines += [
+            f"**{name}** ({block['num_examples']} images)",
+            "",
+            outputs.markdown_table(headers, rows, 3),
+            "",
+            "Ensemble − its members' mean (paired over ensembles, ×10³): AURC "
+            f"{diff('aurc', 'ensemble_minus_single')}, E-AURC "
+            f"{diff('excess_aurc', 'ensemble_minus_single')}; temperature-scaled: AURC "
+            f"{diff('aurc', 'ensemble_ts_minus_single_ts')}, E-AURC "
+            f"{diff('excess_aurc', 'ensemble_ts_minus_single_ts')}.",
+            "",
+        ]
+    return lines
+
+
+def _seed_claim(r: dict[str, Any]) -> list[str]:
+    if "seed_claim" not in r:
+        return []
+    claim = r["seed_claim"]
+    headers = [
+        "set",
+        "(i) H(ensemble) > max member H",
+        "verdict",
+        "(ii) H(ensemble) > mean member H",
+        "Jensen violations",
+        "mean H ensemble",
+        "mean max member H",
+        "mean member H",
+    ]
+    rows = [
+        [
+            name,
+            b["above_max_member"],
+            b["verdict"],
+            b["above_mean_member"],
+            str(b["jensen_violations"]),
+            *(b["mean_entropy"][k] for k in ("ensemble", "max_member", "mean_member")),
+        ]
+        for name, b in _test_first(claim["sets"])
+    ]
+    return [
+        "## The seed's claim: is the ensemble's entropy higher than any single model's?",
+        "",
+        "Per input, with the ensemble predictive the mean of its members' distributions: the "
+        "fraction of inputs where the ensemble's entropy exceeds (i) the largest member entropy "
+        "— the claim as stated, the real test — and (ii) the mean member entropy. (ii) is a "
+        "check, not a finding: entropy is concave, so the mixture's entropy is at least the "
+        "mean member entropy for every input (Jensen), with equality only where the members "
+        "agree; the gap is the mutual information. Jensen violations counts inputs below it by "
+        f"more than {claim['tolerance']:g} nats (float32 rounding) and must be 0. Intervals "
+        "over ensembles and inputs (hierarchical bootstrap); verdict: typical where the whole "
+        "interval of (i) lies above 1/2, atypical where below.",
+        "",
+        outputs.markdown_table(headers, rows, 3),
+        "",
+    ]
+
+
 def report(r: dict[str, Any]) -> str:
     """The human-readable tables of ``report.md``."""
     final = r["training"]["final_loss_mean_last_10pct"]
     lines = _header(r) + _in_distribution(r) + _ood_overview(r) + _ood_details(r)
     lines += _shift(r) + _confidence(r) + _sizes(r) + _rotation(r)
+    lines += _selective(r) + _seed_claim(r)
     lines += [
         f"Final training loss (mean of the last 10% of steps, all members): {final:.4f}.",
         "",
         "Figures: `shift.png`, `ood_auroc.png`, `ensemble_size.png`, `accuracy_confidence.png`, "
-        "`entropy_histograms.png`, `reliability.png`.",
+        "`entropy_histograms.png`, `reliability.png`, `risk_coverage.png`.",
     ]
     return "\n".join(lines)

@@ -18,10 +18,11 @@ import numpy as np
 from experiments.core import cli, data as data_lib, entropy_curves, training
 from experiments.core.models import build_model
 from experiments.core.runner import Outcome
-from experiments.ensemble_entropy import evaluate
+from experiments.ensemble_entropy import evaluate, selective, significance
 from experiments.ensemble_entropy.config import Config
-from experiments.ensemble_entropy.evalsets import predict
+from experiments.ensemble_entropy.evalsets import features_npz, predict
 from experiments.ensemble_entropy.rotation import rotation_mechanism
+from experiments.ensemble_entropy.seed_claim import seed_claim_section
 
 
 def _setup(config: Config, data: data_lib.ImageData):
@@ -107,7 +108,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
         "temperature": evaluate.temperature_summary(pred),
         "in_distribution": ind,
         "ood": evaluate.ood_section(pred, data, config),
-        "shift": evaluate.shift_curves(pred, config, ind["test"]),
+        "shift": evaluate.shift_curves(pred, config),
         "accuracy_vs_confidence": evaluate.confidence_curves(
             pred, pred.sets.headline(config.severities)
         ),
@@ -123,11 +124,21 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
             )
         },
     }
+    results["selective"] = selective.selective_section(pred, config)
+    results["seed_claim"] = seed_claim_section(pred, config)
+    results["comparisons"] = significance.family(ind, results["ood"])  # declared, Holm
     results["claims"] = evaluate.claims(results)
+    arrays = evaluate.figure_arrays(pred, config)
+    arrays["risk_coverage"] = selective.risk_coverage_arrays(pred)
     return Outcome(
         results,
-        arrays=evaluate.figure_arrays(pred, config),
-        npz={"predictions": pred.sets.predictions_npz(pred.logits, config.layout)},
+        arrays=arrays,
+        npz={
+            "predictions": {
+                **pred.sets.predictions_npz(pred.logits, config.layout),
+                **features_npz(pred, config.knn_k),
+            }
+        },
         timing={
             "train_seconds_this_process": train_seconds,
             "evaluate_seconds": time.perf_counter() - t0 - train_seconds,
