@@ -45,7 +45,7 @@ import optax
 
 try:
     from flax import nnx
-except ImportError as e:  # pragma: no cover - exercised in a subprocess by tests/test_nnx.py
+except ImportError as e:  # pragma: no cover - exercised in a subprocess by tests/entjax/test_nnx.py
     raise ImportError(
         'entjax.nnx needs Flax, an optional dependency of entjax: pip install "entjax[flax]"'
     ) from e

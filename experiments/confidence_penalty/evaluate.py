@@ -125,7 +125,7 @@ def training_curves(result, grid, config: Config, lam: float, eps: float, num_cl
     return {
         "eval_steps": c.steps,
         "val_curves": {m: [c.metrics[m][:, i].mean(1) for i in lam_idx] for m in METRICS},
-        "entropy_curves": entropy_curves.summarise(
+        "entropy_curves": entropy_curves.summarize(
             c,
             result.loss_history,
             series={

@@ -5,7 +5,7 @@ grows confident, an abrupt rise signals a mismatch or instability. :class:`Entro
 at every evaluation of :func:`experiments.core.training.fit`, each member's mean predictive
 entropy on a fixed subset of the training set and on the validation split (with the validation
 NLL when targets are given), and for ensembles the entropy of the ensemble's mean prediction and
-the members' mutual information. :func:`summarise` turns those curves and the per-step training
+the members' mutual information. :func:`summarize` turns those curves and the per-step training
 loss into the ``entropy_curves`` block of ``results.json``, with the alarm rules below applied
 by :func:`alarms`. This module holds the data only; the Markdown section and the figure every
 experiment gets are :mod:`experiments.core.entropy_report`'s.
@@ -16,7 +16,7 @@ the evaluations: between evaluations a curve is read linearly interpolated, so t
 evaluated every 10 or every 50 steps gets the same verdict (up to what the coarser sampling
 cannot see: evaluations further apart than rule (a)'s window show a rise spread over their gap,
 which the report states). ``log C`` below is the ceiling ``max_entropy`` given to
-:func:`summarise` (``D log 2`` for ``D`` Bernoulli outputs).
+:func:`summarize` (``D log 2`` for ``D`` Bernoulli outputs).
 
 * ``entropy_rise`` (a): the validation entropy rises, within any window of
   :data:`RISE_WINDOW` ``· T`` steps, by more than ``max(`` :data:`RISE_REL` ``· H(start),``
@@ -373,7 +373,7 @@ def _loss_curve(loss_history: np.ndarray, members: list[int], unit: str, points:
     return {"step": (idx + 1).tolist(), "mean": mean, "unit": unit}
 
 
-def summarise(
+def summarize(
     curves: Any,
     loss_history: np.ndarray,
     *,

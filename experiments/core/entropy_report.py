@@ -1,7 +1,7 @@
 """The report layer of the entropy probe: the Markdown section and the figure every run gets.
 
 Reads the ``results["entropy_curves"]`` blocks written by
-:func:`experiments.core.entropy_curves.summarise` (as Python objects or back from JSON) and
+:func:`experiments.core.entropy_curves.summarize` (as Python objects or back from JSON) and
 computes nothing new: the alarms are the ones recorded there. The runner appends
 :func:`report_section` to ``report.md`` and saves :func:`figure` as ``entropy_curves.png``.
 """

@@ -134,7 +134,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     images = sample_images(members[shown], runs[shown]["params"], splits.test, config)
     images["image_arm"] = arm_name(*shown)
     curves = {
-        arm_name(*arm): entropy_curves.summarise(
+        arm_name(*arm): entropy_curves.summarize(
             runs[arm]["curves"], runs[arm]["loss_history"], max_entropy=MAX_ENTROPY
         )
         for arm in arms

@@ -116,7 +116,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
         "rotation_mechanism": rotation_mechanism(members, result.params, data, pred, config),
         "training": training_summary(result.loss_history),
         "entropy_curves": {
-            data.name: entropy_curves.summarise(
+            data.name: entropy_curves.summarize(
                 result.curves,
                 result.loss_history,
                 group_names=config.layout.ensemble_names(),

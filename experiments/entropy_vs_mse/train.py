@@ -162,7 +162,7 @@ def train_losses(config: Config, options: cli.RunOptions) -> dict[str, Any]:
         for g in summary["groups"].values()
     }
     units = {"ce": "nats", "mse": "unitless", "square": "unitless"}  # Brier, square loss: not logs
-    summary["entropy_curves"] = entropy_curves.summarise(
+    summary["entropy_curves"] = entropy_curves.summarize(
         result.curves,
         result.loss_history,
         series=series,

@@ -132,7 +132,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     sizes = {"val": len(data.y_val), **{s: len(xy[1]) for s, xy in splits.items()}}
     ib = summarize(final, grid, config, marginal, sizes)
     ib.update(curves(result.curves, grid, config))
-    block = entropy_curves.summarise(
+    block = entropy_curves.summarize(
         result.curves,
         result.loss_history,
         series={

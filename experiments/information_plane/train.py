@@ -70,7 +70,7 @@ def run_activation(
         probe=entropy_curves.EntropyProbe(split.x_train, split.x_val, split.y_val),
     )
     out = summarize(result, config, activation, config.batch_size / n, math.log2(len(measure)))
-    out["entropy_curves"] = entropy_curves.summarise(
+    out["entropy_curves"] = entropy_curves.summarize(
         result.curves, result.loss_history, max_entropy=math.log(split.num_classes)
     )
     return out

@@ -272,7 +272,7 @@ def test_probe_and_summary_against_numpy(tmp_path):
 
     curves = training.Curves.from_points({0: out, 10: out})
     history = np.linspace(2.0, 1.0, 10 * 4).reshape(10, 4).astype(np.float32)
-    block = entropy_curves.summarise(
+    block = entropy_curves.summarize(
         curves, history, series={"a": [0, 1], "b": [2, 3]}, max_entropy=np.log(3)
     )
     np.testing.assert_allclose(block["series"]["a"]["entropy_val"], [h[:2].mean()] * 2, 1e-5)

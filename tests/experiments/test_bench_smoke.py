@@ -264,7 +264,7 @@ def test_bad_argument_is_one_error_line(main, args, tmp_path, capsys):
 def test_bad_argument_from_the_command_line():
     module = "experiments.benchmarks.bench_losses"
     cmd = [sys.executable, "-m", module, "--reps", "0"]
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=root)
     assert proc.returncode == 2
     assert proc.stdout == ""

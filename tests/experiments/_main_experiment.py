@@ -15,7 +15,7 @@ import pathlib
 import subprocess
 import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = ["--smoke", "--no-progress"]
 
 _DRIVER = """

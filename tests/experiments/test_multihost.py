@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = ["-m", "experiments.ensemble_entropy", "--smoke", "--no-progress"]
 TIMEOUT_S = 240
 

@@ -233,7 +233,7 @@ def test_bernoulli_nll_against_numpy():
 
 
 def summary_block():
-    """Two series through summarise: "ce" starts overconfident; "brier" sits at log C."""
+    """Two series through summarize: "ce" starts overconfident; "brier" sits at log C."""
     steps = list(range(0, T + 1, 10))
     rise = [overconfident_start(2.254)(s) for s in steps]
     stuck = [0.99 * LOG_C] * len(steps)
@@ -244,7 +244,7 @@ def summary_block():
         metrics={"entropy_train": entropy_val, "entropy_val": entropy_val, "nll_val": nll_val},
     )
     history = np.repeat(falling_loss()[:, None], 4, axis=1)
-    return entropy_curves.summarise(
+    return entropy_curves.summarize(
         curves,
         history,
         series={"ce": [0, 1], "brier": [2, 3]},
@@ -253,7 +253,7 @@ def summary_block():
     )
 
 
-def test_summarise_records_the_alarms_and_keeps_the_old_fields():
+def test_summarize_records_the_alarms_and_keeps_the_old_fields():
     block = summary_block()
     ce, brier = block["series"]["ce"], block["series"]["brier"]
     assert rules(ce["alarms"]) == ["entropy_rise"]  # the loss falls, but H is far from log C
