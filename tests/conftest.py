@@ -61,14 +61,13 @@ SHARED_GROUPS = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items) -> None:
     def rank(item) -> int:
         name = item.path.name
         return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
 
     items.sort(key=rank)  # stable: the order within each file is kept
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
     for item in items:
         group = SHARED_GROUPS.get(item.path.name, str(item.path))
         item.add_marker(pytest.mark.xdist_group(group))
