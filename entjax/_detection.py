@@ -226,24 +226,30 @@ def _check_mask(mask: jax.typing.ArrayLike, shape: tuple[int, ...], name: str, f
     return jnp.broadcast_to(mask, shape)
 
 
+def _pair(value: object, name: str, what: str, fn: str) -> tuple[object, object]:
+    """``value`` as an ``(in, out)`` pair (``None``: neither), or a TypeError naming ``fn``."""
+    if value is None:
+        return None, None
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(
+            f"entjax.{fn}: `{name}` must be a pair {what} (either may be None), got "
+            f"{type(value).__name__}."
+        )
+    return value[0], value[1]
+
+
 def _pair_masks(
     where: Sequence[jax.typing.ArrayLike | None] | None,
     in_shape: tuple[int, ...],
     out_shape: tuple[int, ...],
     fn: str,
 ) -> tuple[jax.Array, jax.Array]:
-    keep_in, keep_out = jnp.ones(in_shape, bool), jnp.ones(out_shape, bool)
-    if where is None:
-        return keep_in, keep_out
-    if not isinstance(where, (tuple, list)) or len(where) != 2:
-        raise TypeError(
-            f"entjax.{fn}: `where` must be a pair `(in_mask, out_mask)` of boolean masks (either "
-            f"may be None), got {type(where).__name__}."
-        )
-    if where[0] is not None:
-        keep_in = _check_mask(where[0], in_shape, "where[0]", fn)
-    if where[1] is not None:
-        keep_out = _check_mask(where[1], out_shape, "where[1]", fn)
+    masks = _pair(where, "where", "`(in_mask, out_mask)` of boolean masks", fn)
+    keep = []
+    names = ("where[0]", "where[1]")
+    for mask, shape, name in zip(masks, (in_shape, out_shape), names, strict=True):
+        keep.append(jnp.ones(shape, bool) if mask is None else _check_mask(mask, shape, name, fn))
+    keep_in, keep_out = keep
     return keep_in, keep_out
 
 
@@ -253,15 +259,9 @@ def _pair_weights(
     out_shape: tuple[int, ...],
     fn: str,
 ) -> tuple[jax.Array | None, jax.Array | None]:
-    if weights is None:
-        return None, None
-    if not isinstance(weights, (tuple, list)) or len(weights) != 2:
-        raise TypeError(
-            f"entjax.{fn}: `weights` must be a pair `(in_weights, out_weights)` of arrays (either "
-            f"may be None), got {type(weights).__name__}."
-        )
+    w_in, w_out = _pair(weights, "weights", "`(in_weights, out_weights)` of arrays", fn)
     out = []
-    pairs = ((weights[0], in_shape, "weights[0]"), (weights[1], out_shape, "weights[1]"))
+    pairs = ((w_in, in_shape, "weights[0]"), (w_out, out_shape, "weights[1]"))
     for w, shape, name in pairs:
         if w is None:
             out.append(None)
