@@ -44,7 +44,6 @@ def pytest_report_header(config) -> str:
 # running alone at the end while the other worker idles.
 SLOW_FILES = (
     "test_ensemble_experiment.py",
-    "test_multihost.py",
     "test_notebooks.py",
     "test_ensemble_mnist.py",
     "test_research_experiments.py",
@@ -53,21 +52,9 @@ SLOW_FILES = (
 )
 
 
-# Files whose tests share session fixtures run on one xdist worker (``--dist loadgroup``); every
-# other file is its own group, as ``--dist loadfile`` would make it.
-SHARED_GROUPS = {
-    "test_ensemble_experiment.py": "main_experiment",
-    "test_multihost.py": "main_experiment",
-}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items) -> None:
     def rank(item) -> int:
         name = item.path.name
         return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
 
     items.sort(key=rank)  # stable: the order within each file is kept
-    for item in items:
-        group = SHARED_GROUPS.get(item.path.name, str(item.path))
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -1,5 +1,5 @@
-"""The main experiment's smoke runs, shared by every test that reads them (session scope; the
-files that use them run on one xdist worker: ``SHARED_GROUPS`` in ``tests/conftest.py``)."""
+"""The main experiment's smoke runs, shared by every test that reads them (session scope; they
+all live in ``test_ensemble_experiment.py`` so that ``--dist loadfile`` runs them on one worker)."""
 
 import pathlib
 
