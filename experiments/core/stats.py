@@ -268,21 +268,6 @@ def seeds_and_examples(
     return out
 
 
-def bootstrap_p_value(draws: np.ndarray, estimate: float) -> float:
-    """Two-sided p-value of "the statistic is 0" for ``estimate`` with the bootstrap standard
-    error of ``draws``: ``2 Φ(−|estimate| / sd(draws))`` (a percentile p-value cannot go below
-    ``1 / B``, too coarse for a multiplicity correction over dozens of tests)."""
-    from scipy.stats import norm
-
-    draws = np.asarray(draws, np.float64)
-    if len(draws) < 2 or not np.all(np.isfinite(draws)) or not np.isfinite(estimate):
-        return float("nan")  # no estimate of the spread: never "significant"
-    sd = float(draws.std(ddof=1))
-    if sd == 0.0:
-        return 0.0 if estimate != 0 else 1.0
-    return float(2.0 * norm.sf(abs(estimate) / sd))
-
-
 def holm(p_values: Mapping[str, float], *, alpha: float = 0.05) -> dict[str, dict]:
     """Holm's step-down correction of a declared family of tests (family-wise error ``alpha``).
 

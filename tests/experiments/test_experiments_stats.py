@@ -21,13 +21,6 @@ def test_holm_against_the_step_down_written_out():
     assert got["b"]["p"] == 0.04
 
 
-def test_bootstrap_p_value_is_the_normal_approximation():
-    draws = np.random.default_rng(0).normal(0.3, 0.1, 5000)
-    expected = 2 * st.norm.sf(0.25 / draws.std(ddof=1))
-    assert stats.bootstrap_p_value(draws, 0.25) == pytest.approx(expected)
-    assert stats.bootstrap_p_value(np.zeros(10), 0.0) == 1.0
-
-
 def _t_interval(draws, estimate, units):
     """estimate ± t_{S-1} · sd(draws) · sqrt(S / (S - 1)), and the two-sided t p-value."""
     se = np.std(draws, ddof=1) * np.sqrt(units / (units - 1))
@@ -141,5 +134,4 @@ def test_nan_draws_are_never_significant():
     got = stats.seeds_and_examples(x, num_resamples=50)
     assert np.isnan(got["p_value"])
     assert not got["significant"]
-    assert np.isnan(stats.bootstrap_p_value(np.array([1.0, np.nan]), 0.5))
     assert stats.holm({"a": float("nan"), "b": 0.001})["a"]["rejected"] is False
