@@ -74,14 +74,17 @@ def _scored(
     metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, np.ndarray]:
     """``metrics`` of the ``(R, n_in)``/``(R, n_out)`` scores under each row of example
-    ``counts`` ``(B, n_in + n_out)``, as float64 ``(B, R)``. Both sets and the resamples are
-    padded (zero weights; a repeated last count row) to power-of-two sizes scored in chunks of
-    one shape, so a run compiles one program per replicate count, not one per set and chunk."""
+    ``counts`` ``(B, n_in + n_out)``, as float64 ``(B, R)``. Both sets (zero weights), the
+    replicate rows (a repeated last row) and the resamples (a repeated last count row) are padded
+    to powers of two, both sets to the same size, and scored in chunks of one shape: a run
+    compiles a few programs (one per row and set bucket), not one per set, replicate count and
+    chunk."""
     n_in, n_out = s_in.shape[-1], s_out.shape[-1]
-    b_in, b_out = _bucket(n_in), _bucket(n_out)
-    scores_in, scores_out = _as_scores(_pad(s_in, b_in)), _as_scores(_pad(s_out, b_out))
+    b_in = b_out = _bucket(max(n_in, n_out))
+    r = len(s_in)
+    scores_in, scores_out = _pad_rows(_pad(s_in, b_in)), _pad_rows(_pad(s_out, b_out))
     c_in, c_out = _pad(counts[:, :n_in], b_in), _pad(counts[:, n_in:], b_out)
-    cells = len(s_in) * (b_in + b_out)
+    cells = len(scores_in) * (b_in + b_out)
     rows = 1 << (len(counts) - 1).bit_length()  # 1 for one count row, else a power of two
     per_call = max(1, _CHUNK_ELEMENTS // cells)
     chunk = min(rows, 1 << (per_call.bit_length() - 1))  # a power of two, at least 1
@@ -96,8 +99,15 @@ def _scored(
             scores_in, scores_out, jnp.asarray(c_in[part]), jnp.asarray(c_out[part]), metrics
         )
         for name in metrics:
-            parts[name].append(np.asarray(out[name], np.float64))
+            parts[name].append(np.asarray(out[name], np.float64)[:, :r])
     return {name: np.concatenate(v)[:total] for name, v in parts.items()}
+
+
+def _pad_rows(x: np.ndarray) -> jax.Array:
+    """Replicate rows ``(R, n)`` padded to a power of two (at least 2) by repeating the last row,
+    as scores: rows are scored independently, so the padding is dropped afterwards."""
+    rows = max(2, 1 << (len(x) - 1).bit_length())
+    return _as_scores(np.concatenate([x, np.repeat(x[-1:], rows - len(x), axis=0)]))
 
 
 def _as_scores(x: np.ndarray) -> jax.Array:

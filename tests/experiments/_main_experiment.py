@@ -18,11 +18,28 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = ["--smoke", "--no-progress"]
 
+# (name, output directory, extra flags), run in this order by one process.
+MAIN_INVOCATIONS = (
+    ("reference", "a", ()),
+    ("interrupted", "interrupted", ("--stop-after-step", "25")),
+    ("resumed_interrupted", "resumed", ("--stop-after-step", "25")),
+    ("resume", "resumed", ("--resume",)),
+    ("resume_finished", "resumed", ("--resume",)),
+    ("resume_other_config", "resumed", ("--resume", "--lr", "0.02")),
+    ("rerun_refused", "resumed", ()),
+    ("again_interrupted", "a_again", ("--stop-after-step", "15")),
+    ("overwrite", "a_again", ("--overwrite",)),
+)
+
 _DRIVER = """
-import json, sys
+import json, os, shutil, sys
 from experiments.ensemble_entropy import main
 for i, argv in enumerate(json.loads(sys.argv[1])):
+    print(f"@@start {i}", file=sys.stderr, flush=True)
     print(f"@@rc {i} {main(argv)}", flush=True)
+    out = argv[argv.index("--out") + 1]
+    if os.path.exists(os.path.join(out, "results.json")):  # what this invocation left there
+        shutil.copy(os.path.join(out, "results.json"), f"{out}.after{i}.json")
 """
 
 
@@ -38,7 +55,11 @@ def env(devices: int = 1) -> dict[str, str]:
 
 
 def run(*invocations: list[str], devices: int = 1) -> tuple[list[int], str]:
-    """Run ``main(argv)`` for each argv in ONE fresh Python process; return exit codes, stderr."""
+    """Run ``main(argv)`` for each argv in ONE fresh Python process; return exit codes, stderr.
+
+    After invocation ``i``, the ``results.json`` its ``--out`` holds (if any) is copied to
+    ``<out>.after<i>.json``, so later invocations into the same directory lose nothing a test
+    reads; :func:`split_stderr` cuts the stderr into one part per invocation."""
     proc = subprocess.run(
         [sys.executable, "-c", _DRIVER, json.dumps([list(a) for a in invocations])],
         cwd=REPO,
@@ -54,9 +75,16 @@ def run(*invocations: list[str], devices: int = 1) -> tuple[list[int], str]:
     return codes, proc.stderr
 
 
+def split_stderr(stderr: str) -> list[str]:
+    """The stderr of :func:`run`, one part per invocation."""
+    return stderr.split("@@start ")[1:]
+
+
 def results(out: pathlib.Path, *drop: str) -> dict:
-    """A run's ``results.json`` without its run-dependent ``timing`` (and ``drop``) fields."""
-    loaded = json.loads((out / "results.json").read_text())
+    """A run's ``results.json`` (or a copy made by :func:`run`, given its path) without its
+    run-dependent ``timing`` (and ``drop``) fields."""
+    path = out if out.suffix == ".json" else out / "results.json"
+    loaded = json.loads(path.read_text())
     for key in ("timing", *drop):
         loaded.pop(key)
     return loaded

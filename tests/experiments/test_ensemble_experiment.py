@@ -28,14 +28,16 @@ from experiments.core.training import make_mesh
 
 
 @pytest.fixture
-def workdir(main_runs: pathlib.Path) -> pathlib.Path:
-    return main_runs
+def smoke_run(main_runs) -> pathlib.Path:
+    """The reference smoke run (``tests/experiments/conftest.py::main_runs``)."""
+    assert main_runs.codes["reference"] == 0, main_runs.stderr["reference"][-3000:]
+    return main_runs.work / "a"
 
 
-@pytest.fixture
-def smoke_run(main_runs: pathlib.Path) -> pathlib.Path:
-    """The reference smoke run (``tests/conftest.py::main_runs``)."""
-    return main_runs / "a"
+def _after(main_runs, name: str) -> pathlib.Path:
+    """The ``results.json`` that invocation ``name`` left in its output directory."""
+    out = {n: o for n, o, _ in main_exp.MAIN_INVOCATIONS}[name]
+    return main_runs.work / f"{out}.after{main_runs.index[name]}.json"
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -371,42 +373,55 @@ def test_selective_seed_claim_and_features_match_numpy(smoke_run: pathlib.Path):
     assert reported == pytest.approx(np.mean(aurocs), abs=5e-3)
 
 
-def test_same_seed_gives_identical_results(workdir: pathlib.Path, smoke_run: pathlib.Path):
-    again = main_exp.results(workdir / "a_again")
+def test_same_seed_gives_identical_results(main_runs, smoke_run: pathlib.Path):
+    # a_again: interrupted after step 15 (exit 3), then replaced with --overwrite: a fresh run
+    # from step 0 (its checkpoints deleted first), with every number of the reference run.
+    assert main_runs.codes["again_interrupted"] == 3
+    assert main_runs.codes["overwrite"] == 0, main_runs.stderr["overwrite"][-3000:]
+    assert "resumed from the checkpoint" not in main_runs.stderr["overwrite"]
+    again = main_exp.results(main_runs.work / "a_again")
     assert again == main_exp.results(smoke_run)
+    assert (
+        json.loads((main_runs.work / "a_again" / "results.json").read_text())["timing"][
+            "resumed_from_step"
+        ]
+        is None
+    )
     # and the comparison can fail: the training loss curve really depends on the data
     assert len(set(again["training"]["loss_curve_mean"])) > 10
 
 
-def test_interrupted_then_resumed_run_is_identical(workdir: pathlib.Path, smoke_run: pathlib.Path):
-    out = workdir / "resumed"  # interrupted by the smoke_run fixture: exit 3 after step 25
-    assert not (out / "results.json").exists()
-    assert (out / "checkpoints" / "20").is_dir()
-    assert not (out / "checkpoints" / "30").exists()
-    # A new process resumes from step 20 and matches the uninterrupted run exactly. Resuming the
-    # finished run re-evaluates the final checkpoint: same numbers, exit 0; resuming with another
-    # configuration is refused before anything is trained.
-    # The same command again without --resume never deletes the earlier run: one error line,
-    # exit 2; --overwrite replaces it (a fresh run from step 0, the same numbers).
-    codes, stderr = main_exp.run(
-        [*main_exp.SMOKE, "--out", str(out), "--resume"],
-        [*main_exp.SMOKE, "--out", str(out), "--resume"],
-        [*main_exp.SMOKE, "--out", str(out), "--resume", "--lr", "0.02"],
-        [*main_exp.SMOKE, "--out", str(out)],
-        [*main_exp.SMOKE, "--out", str(out), "--overwrite"],
-    )
-    assert codes == [0, 0, 2, 2, 0], stderr[-3000:]
-    assert "error: cannot resume from" in stderr
-    assert "differs in lr" in stderr
-    refused = [line for line in stderr.splitlines() if "already holds a run" in line]
-    assert len(refused) == 1, stderr[-3000:]
+def test_interrupted_then_resumed_run_is_identical(main_runs, smoke_run: pathlib.Path):
+    codes, err = main_runs.codes, main_runs.stderr
+    interrupted = main_runs.work / "interrupted"  # exit 3 after step 25, left as it was
+    assert codes["interrupted"] == codes["resumed_interrupted"] == 3
+    assert not (interrupted / "results.json").exists()
+    assert (interrupted / "checkpoints" / "20").is_dir()
+    assert not (interrupted / "checkpoints" / "30").exists()
+    # Resumed, it restarts from step 20 and matches the uninterrupted run exactly.
+    assert codes["resume"] == 0, err["resume"][-3000:]
+    assert "resumed from the checkpoint of step 20" in err["resume"]
+    assert main_exp.results(_after(main_runs, "resume")) == main_exp.results(smoke_run)
+    timing = json.loads(_after(main_runs, "resume").read_text())["timing"]
+    assert timing["resumed_from_step"] == 20
+    # Resuming the finished run re-evaluates its final checkpoint: the same numbers, exit 0.
+    assert codes["resume_finished"] == 0, err["resume_finished"][-3000:]
+    assert "resumed from the checkpoint of step 40" in err["resume_finished"]
+    assert main_exp.results(_after(main_runs, "resume_finished")) == main_exp.results(smoke_run)
+    # Resuming with another configuration is refused before anything is trained.
+    assert codes["resume_other_config"] == 2
+    assert "error: cannot resume from" in err["resume_other_config"]
+    assert "differs in lr" in err["resume_other_config"]
+    # The same command again without --resume never deletes the earlier run: one error line
+    # naming --resume and --overwrite, exit 2, the run's results and checkpoints untouched.
+    assert codes["rerun_refused"] == 2
+    refused = [line for line in err["rerun_refused"].splitlines() if "already holds a run" in line]
+    assert len(refused) == 1, err["rerun_refused"][-3000:]
     assert refused[0].startswith("error: ")
     assert "--resume" in refused[0]
     assert "--overwrite" in refused[0]
-    assert main_exp.results(out) == main_exp.results(smoke_run)
-    assert json.loads((out / "results.json").read_text())["timing"]["resumed_from_step"] is None
-    resumed = [line for line in stderr.splitlines() if "resumed from the checkpoint" in line]
-    assert [line.split()[-1] for line in resumed] == ["20", "40"], resumed
+    assert (main_runs.work / "resumed" / "checkpoints" / "40").is_dir()
+    assert main_exp.results(_after(main_runs, "rerun_refused")) == main_exp.results(smoke_run)
 
 
 def test_four_devices_match_one_device_and_bad_member_count_fails(
