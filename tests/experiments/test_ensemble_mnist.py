@@ -11,7 +11,18 @@ import pathlib
 
 from _main_experiment import SMOKE, run
 
-MNIST_SMOKE = ["--dataset", "mnist", "--width", "8", "--steps", "20", "--severities", "5"]
+MNIST_SMOKE = [
+    "--dataset",
+    "mnist",
+    "--width",
+    "8",
+    "--steps",
+    "20",
+    "--severities",
+    "5",
+    "--members",
+    "2",
+]
 
 
 def test_mnist_smoke_runs_on_the_offline_sample(tmp_path: pathlib.Path):
