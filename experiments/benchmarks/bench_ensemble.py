@@ -123,7 +123,12 @@ def _loop(s: Setup) -> Callable[[int], Any]:
 
     member_step = jax.jit(training.make_member_step(s.loss_fn, s.tx), donate_argnums=(0, 1))
     members = range(s.ensemble.num_members)
-    params = [jax.tree.map(lambda a: a.copy(), s.ensemble.member(m)) for m in members]
+    # Plain single-device copies of the parameters and the data (not arrays on the ensemble's
+    # mesh): the step's outputs then have its inputs' types, so it compiles once, not again at
+    # its second call.
+    stacked = jax.tree.map(np.asarray, s.ensemble.params)
+    params = [jax.tree.map(lambda a, m=m: jax.device_put(a[m]), stacked) for m in members]
+    data = jax.tree.map(lambda a: jax.device_put(np.asarray(a)), s.data)
     opt = [s.tx.init(p) for p in params]
     indices = [jax.device_put(s.indices[m]) for m in members]
 
@@ -131,7 +136,7 @@ def _loop(s: Setup) -> Callable[[int], Any]:
         for _ in range(steps):
             for m in members:
                 params[m], opt[m], loss, _ = member_step(
-                    params[m], opt[m], s.data, indices[m], {}, s.step
+                    params[m], opt[m], data, indices[m], {}, s.step
                 )
         return params, opt, loss
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from _compilation_cache import persistent_compilation_cache
 from scipy import stats as scipy_stats
 
 from experiments import information_plane as ip
@@ -217,7 +218,9 @@ def test_layer_summary_verdicts_and_intervals():
 
 def test_smoke_run(tmp_path, script_jax_config):
     out = tmp_path / "ip"
-    assert ip.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
+    # A program the run compiles twice (the same for both activations) is compiled once.
+    with persistent_compilation_cache(tmp_path / "jax_cache"):
+        assert ip.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     with open(out / "results.json") as f:
         r = json.load(f)
     report = (out / "report.md").read_text()

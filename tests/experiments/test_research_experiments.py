@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _compilation_cache import persistent_compilation_cache
 from scipy import special, stats as scipy_stats
 
 import entjax
@@ -156,8 +157,9 @@ def test_square_loss_and_per_member_learning_rate():
             jnp.take_along_axis(jax.nn.log_softmax(logits), batch["label"][:, None], 1)
         )
 
-    value, grads = jax.value_and_grad(lambda p: loss_fn(p, batch)[0])(params)
-    ref_value, ref_grads = jax.value_and_grad(reference)(params)
+    # Jitted, as in training (op by op, each primitive would compile on its own).
+    value, grads = jax.jit(jax.value_and_grad(lambda p: loss_fn(p, batch)[0]))(params)
+    ref_value, ref_grads = jax.jit(jax.value_and_grad(reference))(params)
     assert float(value) == pytest.approx(float(ref_value), rel=1e-5)
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
         np.testing.assert_allclose(g, 0.3 * np.asarray(r), rtol=1e-4, atol=1e-7)
@@ -188,7 +190,9 @@ def test_measured_logit_gradients_against_closed_forms():
     )
     y = rng.integers(0, 5, 7)
     loss_ids = np.array([0, 1, 2, 1], np.int32)
-    got = entropy_vs_mse.logit_gradients(jnp.asarray(z), jnp.asarray(y), loss_ids, losses)
+    # Jitted with the loss ids fixed, as the experiment calls it.
+    measure = jax.jit(lambda z, y: entropy_vs_mse.logit_gradients(z, y, loss_ids, losses))
+    got = measure(jnp.asarray(z), jnp.asarray(y))
     zz = z.astype(np.float64)
     p = np.exp(zz - zz.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -333,6 +337,12 @@ def test_toy_label_noise_and_per_example_scores():
 
 
 def test_confidence_penalty_smoke_and_exact_resume(tmp_path):
+    # The interrupted and the resumed runs load the toy programs the full run compiled.
+    with persistent_compilation_cache(tmp_path / "jax_cache"):
+        _confidence_penalty_smoke_and_exact_resume(tmp_path)
+
+
+def _confidence_penalty_smoke_and_exact_resume(tmp_path: pathlib.Path) -> None:
     full = tmp_path / "full"
     assert confidence_penalty.main(["--smoke", "--out", str(full), "--no-progress"]) == 0
     r = _assert_outputs(full, ["metrics_vs_lambda", "curves", "toy_surfaces"])
