@@ -7,6 +7,16 @@ from typing import NamedTuple
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _experiment_compilation_cache(tmp_path_factory):
+    """One persistent XLA compilation cache for this worker's experiment subprocesses."""
+    import _main_experiment
+
+    _main_experiment.CACHE_DIR = str(tmp_path_factory.mktemp("xla_cache"))
+    yield
+    _main_experiment.CACHE_DIR = None
+
+
 class MainRuns(NamedTuple):
     """The session's main-experiment invocations: their working directory, and per invocation
     (by name, in ``_main_experiment.MAIN_INVOCATIONS`` order) the exit code and the stderr."""

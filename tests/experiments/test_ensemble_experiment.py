@@ -507,6 +507,7 @@ def _mh_env(devices: int, **extra: str) -> dict[str, str]:
         JAX_PLATFORMS="cpu",
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         PYTHONPATH=os.pathsep.join(filter(None, [str(main_exp.REPO), env.get("PYTHONPATH")])),
+        **main_exp.cache_env(),
         **extra,
     )
     return env
