@@ -340,7 +340,7 @@ def fit_temperature(
       >>> import jax, jax.numpy as jnp, entjax
       >>> true_logits = jax.random.normal(jax.random.key(0), (2000, 5))
       >>> labels = jax.random.categorical(jax.random.key(1), true_logits)
-      >>> t = entjax.fit_temperature(3.0 * true_logits, labels)  # overconfident by 3x
+      >>> t = jax.jit(entjax.fit_temperature)(3.0 * true_logits, labels)  # overconfident by 3x
       >>> print(f"{t:.1f}")
       3.0
       >>> nll = lambda z: entjax.negative_log_likelihood(z, labels).mean()

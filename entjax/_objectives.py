@@ -207,7 +207,7 @@ def make_objective(
       ...                          weight=optax.linear_schedule(0.0, 0.1, 1000))},
       ...     mask="mask")
       >>> batch = {"x": jnp.eye(3), "y": jnp.array([0, 1, 0]), "mask": jnp.array([1, 1, 0]) > 0}
-      >>> (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      >>> (loss, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       ...     jnp.zeros((3, 2)), batch, 500)
       >>> print(f"{aux['terms']['ce']:.4f} {aux['terms']['conf']:.4f} {aux['weights']['conf']:.2f}")
       0.6931 -0.6931 0.05
@@ -287,18 +287,21 @@ def value_fn(loss_fn: Objective, batch: Any, step: Any = 0) -> Callable[[Any], j
       A function of the parameters alone returning the scalar loss.
 
     Examples:
-      >>> import jax.numpy as jnp, optax, entjax
+      >>> import jax, jax.numpy as jnp, optax, entjax
       >>> loss_fn = entjax.make_objective(
       ...     lambda p, b: b["x"] * p, {"sq": entjax.term(jnp.square, "output")})
       >>> f = entjax.value_fn(loss_fn, {"x": jnp.array([1.0, 2.0, 3.0])})
       >>> opt = optax.lbfgs()
-      >>> params = jnp.array(1.0)
-      >>> state = opt.init(params)
       >>> value_and_grad = optax.value_and_grad_from_state(f)
-      >>> for _ in range(3):
+      >>> @jax.jit
+      ... def step(params, state):
       ...     value, grad = value_and_grad(params, state=state)
       ...     updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
-      ...     params = optax.apply_updates(params, updates)
+      ...     return optax.apply_updates(params, updates), state
+      >>> params = jnp.array(1.0)
+      >>> state = opt.init(params)
+      >>> for _ in range(3):
+      ...     params, state = step(params, state)
       >>> print(f"{f(params):.6f}")
       0.000000
 

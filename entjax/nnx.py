@@ -217,7 +217,8 @@ def train_step(
       ...     ce = entjax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
       ...     return ce.mean(), {"accuracy": (logits.argmax(-1) == batch["y"]).mean()}
       >>> batch = {"x": jnp.ones((3, 4, 2)), "y": jnp.zeros((3, 4), dtype=jnp.int32)}
-      >>> losses, aux = entjax.nnx.train_step(members, opt, batch, loss_fn, shared_batch=False)
+      >>> step = nnx.jit(entjax.nnx.train_step, static_argnames=("loss_fn", "shared_batch"))
+      >>> losses, aux = step(members, opt, batch, loss_fn, shared_batch=False)
       >>> losses.shape, aux["accuracy"].shape
       ((3,), (3,))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -51,19 +52,25 @@ def data(rng, *lead):
 TX = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(0.05))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _reference_step(graphdef, params, rest, opt_state, batch):
+    """One plain optax step of one member (jitted: one compile serves every member and step)."""
+
+    def loss(p):
+        return ce_loss(nnx.merge(graphdef, p, rest), batch)
+
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, opt_state = TX.update(grads, opt_state, params)
+    return value, optax.apply_updates(params, updates), opt_state
+
+
 def reference_steps(single, batches):
     """Plain optax steps of one member: ``[(loss, params_after)]`` for each batch."""
     graphdef, params, rest = nnx.split(single, nnx.Param, ...)
     opt_state = TX.init(params)
     out = []
     for batch in batches:
-
-        def loss(p, batch=batch):
-            return ce_loss(nnx.merge(graphdef, p, rest), batch)
-
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = TX.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        value, params, opt_state = _reference_step(graphdef, params, rest, opt_state, batch)
         out.append((value, params))
     return out
 

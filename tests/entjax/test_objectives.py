@@ -52,6 +52,7 @@ def objective(**kw):
     )
 
 
+@jax.jit  # one compile per batch shape instead of op-by-op dispatch
 def hand_written(params, batch, conf_weight, row_weights=None):
     """The same objective written out with jax.nn primitives (no entjax)."""
     h = batch["x"] @ params["w"] + params["b"][None, :]
@@ -70,7 +71,7 @@ def test_value_and_gradients_equal_hand_written_sum(rng):
     params, batch = make_params(jax.random.key(0)), make_batch(rng)
     loss_fn = objective()
     (loss, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, batch, 400)
-    ref, ref_grads = jax.value_and_grad(hand_written)(params, batch, 0.04)
+    ref, ref_grads = jax.jit(jax.value_and_grad(hand_written))(params, batch, 0.04)
     np.testing.assert_allclose(loss, ref, rtol=1e-12)
     chex.assert_trees_all_close(grads, ref_grads, rtol=1e-10, atol=1e-12)
     assert set(aux) == {"loss", "terms", "weights"}
@@ -79,10 +80,16 @@ def test_value_and_gradients_equal_hand_written_sum(rng):
     np.testing.assert_allclose(total, loss, rtol=1e-12)
 
 
+@pytest.fixture(scope="module")
+def jitted_objective():
+    """One compiled objective for every step (the step is traced)."""
+    return jax.jit(objective())
+
+
 @pytest.mark.parametrize("step", [0, 250, 1000, 5000])
-def test_scheduled_weight_takes_schedule_value(rng, step):
+def test_scheduled_weight_takes_schedule_value(rng, step, jitted_objective):
     params, batch = make_params(jax.random.key(0)), make_batch(rng)
-    _, aux = jax.jit(objective())(params, batch, jnp.asarray(step))
+    _, aux = jitted_objective(params, batch, jnp.asarray(step))
     expected = 0.1 * min(step / 1000, 1.0)  # linear warm-up to 0.1 over 1000 steps, then flat
     np.testing.assert_allclose(aux["weights"]["conf"], expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(aux["weights"]["ce"], 1.0)
@@ -328,7 +335,7 @@ def test_lbfgs_logistic_regression_matches_sklearn():
     params = run({"w": jnp.zeros(d), "b": jnp.zeros(())})
     np.testing.assert_allclose(params["w"], ref.coef_[0], atol=1e-4, rtol=0)
     np.testing.assert_allclose(params["b"], ref.intercept_[0], atol=1e-4, rtol=0)
-    grad_norm = optax.tree.norm(jax.grad(f)(params))
+    grad_norm = optax.tree.norm(jax.jit(jax.grad(f))(params))
     assert grad_norm < 1e-6, grad_norm
 
 
@@ -345,14 +352,14 @@ def test_string_keyword_arguments_are_batch_fields(rng):
         {"ce": entjax.term(ce, "logits", "label", where="mask", label_smoothing=0.1)},
         mask="mask",
     )
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, 0)
+    (loss, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, batch, 0)
 
     def reference(p):  # the mean over the kept rows, written out with numpy-side indexing
         keep = np.flatnonzero(np.asarray(mask))
         logits = apply_fn(p, batch)["logits"][keep]
         return jnp.mean(ce(logits, label[keep], label_smoothing=0.1))
 
-    want, want_grads = jax.value_and_grad(reference)(params)
+    want, want_grads = jax.jit(jax.value_and_grad(reference))(params)
     np.testing.assert_allclose(loss, want, rtol=1e-12)
     np.testing.assert_allclose(aux["terms"]["ce"], want, rtol=1e-12)
     for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads), strict=True):
