@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from experiments.core import entropy_curves, entropy_report
+from experiments.core import entropy_alarms, entropy_curves, entropy_report
 
 T = 500
 LOG_C = math.log(10)
@@ -39,7 +39,7 @@ def overconfident_start(peak: float):
 @pytest.mark.parametrize("peak", [2.254, 1.783, 1.605])  # square loss, CE, Brier (the review)
 def test_rise_at_the_very_first_evaluation_fires(peak):
     steps, h = sample(overconfident_start(peak), 10)
-    found = entropy_curves.alarms(steps, h, max_entropy=LOG_C)
+    found = entropy_alarms.alarms(steps, h, max_entropy=LOG_C)
     assert rules(found) == ["entropy_rise"]
     alarm = found[0]
     # the best pair in the first 10 % of training (50 steps) is step 0 → step 10
@@ -56,20 +56,20 @@ def test_rise_at_the_very_first_evaluation_fires(peak):
 def test_rise_below_the_threshold_and_falling_curves_stay_quiet():
     # +0.1 nats from 0.8 (12.5 %) at step 200: below max(0.2, 0.115)
     steps, h = sample(lambda s: 0.8 if s < 200 else 0.9, 10)
-    assert entropy_curves.alarms(steps, h, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, max_entropy=LOG_C) == []
     steps, h = sample(lambda s: 2.2 * math.exp(-s / 100), 10)
-    assert entropy_curves.alarms(steps, h, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, max_entropy=LOG_C) == []
 
 
 def test_without_a_ceiling_the_floor_is_005_nats():
     # 0.1 → 0.16 nats: +60 %, +0.06 nats > max(0.025, 0.05)
     steps, h = sample(lambda s: 0.1 if s < 300 else 0.16, 10)
-    found = entropy_curves.alarms(steps, h)
+    found = entropy_alarms.alarms(steps, h)
     assert rules(found) == ["entropy_rise"]
     assert found[0]["steps"] == [290, 300]
     assert found[0]["threshold"] == pytest.approx(0.05)
     # with log 10 as the ceiling the floor is 0.115 nats: quiet
-    assert entropy_curves.alarms(steps, h, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, max_entropy=LOG_C) == []
 
 
 def test_one_abrupt_rise_is_one_alarm_and_two_are_two():
@@ -77,7 +77,7 @@ def test_one_abrupt_rise_is_one_alarm_and_two_are_two():
         return 0.5 + (0.5 if 100 <= s < 300 else 0.0) + (0.6 if s >= 400 else 0.0)
 
     steps, h = sample(curve, 10)
-    found = entropy_curves.alarms(steps, h, max_entropy=LOG_C)
+    found = entropy_alarms.alarms(steps, h, max_entropy=LOG_C)
     assert rules(found) == ["entropy_rise", "entropy_rise"]
     assert [a["steps"] for a in found] == [[90, 100], [390, 400]]
     assert [a["rise"] for a in found] == pytest.approx([0.5, 0.6])
@@ -89,8 +89,8 @@ def test_rise_verdict_does_not_depend_on_the_evaluation_interval():
     def jump(s):
         return 1.0 if s < 10 else 2.2 * math.exp(-s / 1000)
 
-    fine = entropy_curves.alarms(*sample(jump, 10), max_entropy=LOG_C)
-    coarse = entropy_curves.alarms(*sample(jump, 50), max_entropy=LOG_C)
+    fine = entropy_alarms.alarms(*sample(jump, 10), max_entropy=LOG_C)
+    coarse = entropy_alarms.alarms(*sample(jump, 50), max_entropy=LOG_C)
     assert rules(fine) == rules(coarse) == ["entropy_rise"]
     assert fine[0]["rise"] == pytest.approx(2.2 * math.exp(-0.01) - 1.0)
     assert coarse[0]["steps"] == [0, 50]
@@ -102,7 +102,7 @@ def test_rise_verdict_does_not_depend_on_the_evaluation_interval():
         return 0.2 + 0.4 * s / T
 
     for every in (10, 50, 250):
-        assert entropy_curves.alarms(*sample(drift, every), max_entropy=LOG_C) == [], every
+        assert entropy_alarms.alarms(*sample(drift, every), max_entropy=LOG_C) == [], every
 
 
 # --------------------------------------------------------------------------- (b) at the ceiling
@@ -116,7 +116,7 @@ def falling_loss(s_first: float = 1.0, s_last: float = 0.1) -> np.ndarray:
 def test_stuck_at_the_ceiling_while_the_loss_falls_fires():
     steps, h = sample(lambda s: 0.99 * LOG_C, 10)
     loss = falling_loss()
-    found = entropy_curves.alarms(steps, h, train_loss=loss, max_entropy=LOG_C)
+    found = entropy_alarms.alarms(steps, h, train_loss=loss, max_entropy=LOG_C)
     assert rules(found) == ["stuck_at_ceiling"]
     alarm = found[0]
     assert alarm["steps"] == [375, 500]  # the last 25 % of 500 steps
@@ -137,13 +137,13 @@ def test_stuck_at_the_ceiling_while_the_loss_falls_fires():
 )
 def test_stuck_rule_stays_quiet_otherwise(curve, loss):
     steps, h = sample(curve, 10)
-    assert entropy_curves.alarms(steps, h, train_loss=loss, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, train_loss=loss, max_entropy=LOG_C) == []
 
 
 def test_stuck_rule_needs_the_ceiling_and_the_loss():
     steps, h = sample(lambda s: 0.99 * LOG_C, 10)
-    assert entropy_curves.alarms(steps, h, train_loss=falling_loss()) == []
-    assert entropy_curves.alarms(steps, h, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, train_loss=falling_loss()) == []
+    assert entropy_alarms.alarms(steps, h, max_entropy=LOG_C) == []
 
 
 def test_stuck_verdict_does_not_depend_on_the_evaluation_interval():
@@ -152,7 +152,7 @@ def test_stuck_verdict_does_not_depend_on_the_evaluation_interval():
 
     for every in (10, 50):
         steps, h = sample(curve, every)
-        found = entropy_curves.alarms(steps, h, train_loss=falling_loss(), max_entropy=LOG_C)
+        found = entropy_alarms.alarms(steps, h, train_loss=falling_loss(), max_entropy=LOG_C)
         assert rules(found) == ["stuck_at_ceiling"], every
 
 
@@ -176,7 +176,7 @@ def test_nll_up_while_entropy_down_fires(every):
     # the review's deterministic VIB: NLL 0.161 → 0.167, entropy 0.108 → 0.072
     steps, nll = sample(later_half(0.161, 0.167), every)
     _, h = sample(later_half(0.108, 0.072), every)
-    found = entropy_curves.alarms(steps, h, nll_val=nll, max_entropy=LOG_C)
+    found = entropy_alarms.alarms(steps, h, nll_val=nll, max_entropy=LOG_C)
     assert rules(found) == ["nll_up_entropy_down"]
     alarm = found[0]
     nll_a, nll_b = band_means(0.161, 0.167)  # 0.1616 → 0.1664: +0.0048 (+3.0 %)
@@ -199,12 +199,12 @@ def test_nll_up_while_entropy_down_fires(every):
 def test_nll_rule_stays_quiet_otherwise(nll, entropy):
     steps, n = sample(later_half(*nll), 10)
     _, h = sample(later_half(*entropy), 10)
-    assert entropy_curves.alarms(steps, h, nll_val=n, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, nll_val=n, max_entropy=LOG_C) == []
 
 
 def test_nll_rule_needs_the_nll():
     steps, h = sample(later_half(0.108, 0.072), 10)
-    assert entropy_curves.alarms(steps, h, max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms(steps, h, max_entropy=LOG_C) == []
 
 
 # --------------------------------------------------------------------------- edges
@@ -213,9 +213,9 @@ def test_nll_rule_needs_the_nll():
 def test_non_finite_evaluations_are_skipped_and_short_curves_get_no_alarm():
     steps, h = sample(overconfident_start(2.254), 10)
     h[5] = float("nan")
-    assert rules(entropy_curves.alarms(steps, h, max_entropy=LOG_C)) == ["entropy_rise"]
-    assert entropy_curves.alarms([0], [1.0], max_entropy=LOG_C) == []
-    assert entropy_curves.alarms([0, 10], [float("nan"), 1.0], max_entropy=LOG_C) == []
+    assert rules(entropy_alarms.alarms(steps, h, max_entropy=LOG_C)) == ["entropy_rise"]
+    assert entropy_alarms.alarms([0], [1.0], max_entropy=LOG_C) == []
+    assert entropy_alarms.alarms([0, 10], [float("nan"), 1.0], max_entropy=LOG_C) == []
 
 
 def test_bernoulli_nll_against_numpy():
