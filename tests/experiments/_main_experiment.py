@@ -17,6 +17,8 @@ import pathlib
 import subprocess
 import sys
 
+import _compilation_cache
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = ["--smoke", "--no-progress"]
 
@@ -52,13 +54,7 @@ CACHE_DIR: str | None = None
 def cache_env() -> dict[str, str]:
     """The variables that point a fresh JAX process at :data:`CACHE_DIR` (every program cached,
     however small or quick to compile; in a multi-process run JAX lets process 0 alone write)."""
-    if CACHE_DIR is None:
-        return {}
-    return {
-        "JAX_COMPILATION_CACHE_DIR": CACHE_DIR,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    }
+    return {} if CACHE_DIR is None else _compilation_cache.environment(CACHE_DIR)
 
 
 def env(devices: int = 1) -> dict[str, str]:
