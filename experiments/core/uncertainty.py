@@ -10,7 +10,7 @@ of members), in float64 after one jitted pass each:
   entropy, 1 − max-softmax (:func:`entjax.max_softmax`, which keeps confident examples apart
   where ``1 − exp(max log p)`` rounds to 0 in float32), energy ``−logsumexp(z)`` (Liu et al.
   2020), the mutual information and the mean pairwise KL of an ensemble (Lakshminarayanan et
-  al. 2017);
+  al. 2017), and the ensemble's energy: its members' mean energy;
 * :func:`classification` — accuracy, NLL, Brier and ECE of each replicate on a labelled set;
 * :func:`accuracy_vs_confidence` — accuracy of the examples with confidence ≥ τ and the fraction
   kept (Lakshminarayanan et al. 2017, Fig. 3).
@@ -97,6 +97,7 @@ def _ensemble_scores(member_logits: jax.Array, num_ensembles: int) -> dict[str, 
             "max_softmax": entjax.max_softmax(mix),  # log-probabilities are valid logits
             "mutual_information": u.epistemic,
             "pairwise_kl": entjax.pairwise_kl(g, axis=0),
+            "energy": jnp.mean(-jax.nn.logsumexp(g, axis=-1), axis=0),
         }
 
     return jax.vmap(one)(grouped)
@@ -104,7 +105,9 @@ def _ensemble_scores(member_logits: jax.Array, num_ensembles: int) -> dict[str, 
 
 def ensemble_scores(member_logits: np.ndarray, num_ensembles: int) -> dict[str, np.ndarray]:
     """Per-ensemble OOD scores ``(R, n)``: total entropy, 1 − max of the mean prediction, the
-    mutual information (epistemic part) and the mean pairwise KL between members."""
+    mutual information (epistemic part), the mean pairwise KL between members and the mean of
+    the members' energies ``−logsumexp(z)`` (the logits' scale, which the ensemble's
+    log-probabilities no longer carry)."""
     out = _ensemble_scores(jnp.asarray(member_logits, jnp.float32), num_ensembles)
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 

@@ -157,6 +157,8 @@ def predict(members: training.Members, params: Any, data, config: Config) -> Pre
     ).astype(np.float64)
     for k, v in uncertainty.ensemble_scores(logits, r).items():
         scores[f"ensemble/{k}"] = v
+    # the ensemble's k-NN score: its members' mean distance (each in its own feature space)
+    scores["ensemble/knn_distance"] = config.layout.ensemble_means(scores["single/knn_distance"])
     return Predictions(
         sets, config.layout, logits, features, train_features, temperature, ens_t, log_probs, scores
     )

@@ -18,6 +18,7 @@ from experiments.ensemble_entropy import significance
 from experiments.ensemble_entropy.config import (
     CLASSIFICATION,
     METRIC_LABELS,
+    NEAR_OOD_BELOW,
     PER_EXAMPLE,
     SCORE_LABELS,
     VARIANTS,
@@ -204,6 +205,7 @@ def ood_section(pred: Predictions, data, config: Config) -> dict[str, Any]:
         )
         out[name]["raw_pixel_knn_auroc"] = difficulty[name]
         out[name]["solved_by_raw_pixels"] = significance.solved_by_raw_pixels(difficulty[name])
+        out[name]["near_ood"] = bool(difficulty[name] < NEAR_OOD_BELOW)
         out[name]["headline"] = name in headline
     return out
 

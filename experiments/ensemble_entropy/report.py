@@ -96,9 +96,13 @@ def _in_distribution(r: dict[str, Any]) -> list[str]:
 def _ood_overview(r: dict[str, Any]) -> list[str]:
     keys = list(SCORE_LABELS)
     headers = ["OOD set", "raw-pixel 5-NN", *(SCORE_LABELS[k] for k in keys)]
+
+    def label(name: str, b: dict) -> str:
+        return name + (" *" if b["solved_by_raw_pixels"] else " (near)" if b["near_ood"] else "")
+
     rows = [
         [
-            f"{name} *" if b["solved_by_raw_pixels"] else name,
+            label(name, b),
             b["raw_pixel_knn_auroc"],
             *(b["scores"][k]["auroc"]["mean"] for k in keys),
         ]
@@ -110,7 +114,9 @@ def _ood_overview(r: dict[str, Any]) -> list[str]:
         "OOD set positive against the clean test set; 0.5 = chance. The raw-pixel 5-NN column "
         "needs no model: where it reaches "
         f"{r['comparisons']['solved_by_raw_pixels_at']} (marked *) the set is solved by raw "
-        "pixels and the scores are not ranked on it.",
+        "pixels and the scores are not ranked on it; below "
+        f"{r['comparisons']['near_ood_below']} (marked near) it is near-OOD: raw pixels barely "
+        "tell it from the test set.",
         "",
         outputs.markdown_table(headers, rows, digits=3),
         "",

@@ -24,6 +24,7 @@ import numpy as np
 from experiments.core import detection, stats
 from experiments.ensemble_entropy.config import (
     FAMILY_ALPHA,
+    NEAR_OOD_BELOW,
     PER_EXAMPLE,
     PRIMARY_COMPARISONS,
     PRIMARY_IN_DISTRIBUTION,
@@ -200,6 +201,8 @@ def family(in_distribution: dict[str, Any], ood: dict[str, Any]) -> dict[str, An
             "the most severe level below it"
         ),
         "solved_by_raw_pixels": not_ranked,
+        "near_ood_below": NEAR_OOD_BELOW,
+        "near_ood_sets": [n for n, b in ood.items() if b["near_ood"]],
         "size": len(tests),
         "family": tests,
         "confirmed": [k for k, v in tests.items() if v["confirmed"]],

@@ -118,7 +118,14 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
         assert heading in report, heading
     for column in ("AUROC ↑", "AUPR ↑", "FPR@95 ↓"):
         assert column in report
-    for score in ("max-softmax", "energy", "temperature-scaled single model", "k-NN feature"):
+    for score in (
+        "max-softmax",
+        "energy",
+        "temperature-scaled single model",
+        "k-NN feature",
+        "ensemble energy",
+        "ensemble k-NN feature distance",
+    ):
         assert score in report
     full = json.loads((smoke_run / "results.json").read_text())
     assert {"started_utc", "finished_utc", "resumed_from_step"} <= set(full["timing"])
@@ -131,8 +138,11 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
     assert full["experiment"] == "ensemble_entropy"
     assert not list(smoke_run.glob(".*.tmp"))  # atomic writes leave no temporaries
     ood = full["ood"]
-    assert {"heldout_classes", "noise", "rotation@5", "pixel_dropout@2"} <= set(ood)
+    assert {"heldout_classes", "class_blends", "noise", "rotation@5", "pixel_dropout@2"} <= set(ood)
+    assert ood["heldout_classes"]["num_examples"] == 354  # every image of digits 8 and 9
+    assert ood["class_blends"]["num_examples"] == 289  # one per test image
     assert ood["noise"]["headline"]
+    assert ood["class_blends"]["headline"]
     assert not ood["rotation@2"]["headline"]
     assert full["ensemble_size"]["k"] == [1, 2, 4]
     test = full["in_distribution"]["test"]
@@ -204,6 +214,9 @@ def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):
     ranked = [n for n, b in results["ood"].items() if b["ranked"]]
     assert ranked == fam["ranked_sets"]
     assert all(results["ood"][n]["raw_pixel_knn_auroc"] < 0.95 for n in ranked)
+    near = [n for n, b in results["ood"].items() if b["raw_pixel_knn_auroc"] < 0.8]
+    assert fam["near_ood_sets"] == near
+    assert [n for n, b in results["ood"].items() if b["near_ood"]] == near
     ood_tests = {(t["set"], t["comparison"]) for t in tests.values() if t["kind"] == "ood"}
     assert ood_tests == {(n, c) for n in ranked for c in fam["declared_ood"]}
     p = np.array([t["p"] for t in tests.values()])
@@ -250,6 +263,12 @@ def test_smoke_numbers_match_numpy_recomputation(smoke_run: pathlib.Path):
     assert block["auroc"]["mean"] == pytest.approx(np.mean(auroc), abs=2e-3)
     assert block["aupr"]["mean"] == pytest.approx(np.mean(aupr), abs=2e-3)
     assert block["fpr95"]["mean"] == pytest.approx(np.mean(fpr), abs=2e-3)
+
+    # the ensemble's energy: the mean of its members' −logsumexp(z), per ensemble
+    energy = -logsumexp(logits, axis=-1).reshape(r, k, -1).mean(axis=1)  # (R, n)
+    auroc = [roc_auc_score(labels, np.r_[e[sl["test"]], e[sl["noise"]]]) for e in energy]
+    block = results["ood"]["noise"]["scores"]["ensemble/energy"]
+    assert block["auroc"]["mean"] == pytest.approx(np.mean(auroc), abs=2e-3)
 
     # temperature scaling lowers the validation NLL it was fit on, member by member
     yv = pred["labels"][sl["val"]]
@@ -370,6 +389,15 @@ def test_selective_seed_claim_and_features_match_numpy(smoke_run: pathlib.Path):
         for m in range(r * k)
     ]
     reported = results["ood"]["noise"]["scores"]["single/knn_distance"]["auroc"]["mean"]
+    assert reported == pytest.approx(np.mean(aurocs), abs=5e-3)
+    # the ensemble's k-NN score: the mean of its members' distances
+    member_knn = [
+        np.r_[knn(train[m], features[m, t]), knn(train[m], features[m, noise])]
+        for m in range(r * k)
+    ]
+    ensemble_knn = np.mean(np.reshape(member_knn, (r, k, -1)), axis=1)
+    aurocs = [roc_auc_score(labels, e) for e in ensemble_knn]
+    reported = results["ood"]["noise"]["scores"]["ensemble/knn_distance"]["auroc"]["mean"]
     assert reported == pytest.approx(np.mean(aurocs), abs=5e-3)
 
 

@@ -84,6 +84,36 @@ def test_offline_mnist_sample_and_digits_in_mnist_frame():
 
 def test_digits_split_is_unchanged_by_the_generic_loader():
     d = data_lib.load_digits_dataset(seed=0)
-    assert (len(d.y_train), len(d.y_val), len(d.y_test), len(d.y_heldout)) == (865, 289, 289, 71)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test), len(d.y_heldout)) == (865, 289, 289, 354)
     assert d.image_shape == (8, 8, 1)
     assert set(np.unique(d.y_heldout)) == {8, 9}
+    # the held-out set is every image of digits 8 and 9, none of which is trained on
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    held = bunch.images[np.isin(bunch.target, [8, 9])] / 16.0
+    np.testing.assert_array_equal(d.x_heldout[..., 0], held.astype(np.float32))
+    np.testing.assert_array_equal(d.y_heldout, bunch.target[np.isin(bunch.target, [8, 9])])
+    train = {x.tobytes() for x in d.x_train}
+    assert all(x.tobytes() not in train for x in d.x_heldout)
+
+
+def test_class_blends_average_two_test_images_of_different_classes():
+    d = data_lib.load_digits_dataset(seed=0)
+    x, y = d.x_test, d.y_test
+    blends = data_lib.class_blends(x, y, seed=3, n=40)
+    assert blends.shape == (40, *x.shape[1:])
+    assert blends.dtype == np.float32
+    np.testing.assert_array_equal(blends, data_lib.class_blends(x, y, seed=3, n=40))
+    assert not np.array_equal(blends, data_lib.class_blends(x, y, seed=4, n=40))
+    # each blend is (x_i + x_j) / 2 for some pair of test images with different labels
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    pair_means = 0.5 * (flat[:, None, :] + flat[None, :, :])  # (n, n, d)
+    for b in blends.reshape(40, -1):
+        dist = np.abs(pair_means - b).max(axis=-1)
+        i, j = np.nonzero(dist < 1e-6)
+        assert len(i) > 0
+        assert np.any(y[i] != y[j])
+    assert len(data_lib.class_blends(x, y)) == len(x)  # default: one blend per test image
+    with pytest.raises(ValueError, match="at least two classes"):
+        data_lib.class_blends(x[y == 0], y[y == 0])
