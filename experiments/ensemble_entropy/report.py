@@ -114,8 +114,8 @@ def _ood_overview(r: dict[str, Any]) -> list[str]:
         "OOD set positive against the clean test set; 0.5 = chance. The raw-pixel 5-NN column "
         "needs no model: where it reaches "
         f"{r['comparisons']['solved_by_raw_pixels_at']} (marked *) the set is solved by raw "
-        "pixels and the scores are not ranked on it; below "
-        f"{r['comparisons']['near_ood_below']} (marked near) it is near-OOD: raw pixels barely "
+        "pixels and the scores are not ranked on it; a set of other images (not a shift) below "
+        f"{r['comparisons']['near_ood_below']} (marked near) is near-OOD: raw pixels barely "
         "tell it from the test set.",
         "",
         outputs.markdown_table(headers, rows, digits=3),
