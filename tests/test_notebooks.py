@@ -6,6 +6,11 @@ way Jupyter starts them: the kernel's working directory is ``notebooks/`` and no
 ``PYTHONPATH`` (``entjax`` comes from the installation; the notebooks that drive the experiment
 code say so in their first cell and put the checkout on ``sys.path`` themselves). No cell may
 print a warning. Notebooks are stored without outputs; that is checked too.
+
+With ``ENTJAX_NOTEBOOK_CACHE`` set to the docs build's execution cache (``.ci/run`` sets it to
+``docs/_build/.jupyter_cache``), each notebook that passed is stored there, so that the docs
+build that follows renders these outputs instead of executing every notebook a second time
+(myst-nb's ``nb_execution_mode = "cache"`` matches notebooks by their code cells).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from nbclient import NotebookClient
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 600  # per cell; each notebook takes well under a minute on an idle 2-core CPU
+CACHE_ENV = "ENTJAX_NOTEBOOK_CACHE"
 
 
 def test_notebooks_exist():
@@ -43,8 +49,24 @@ def test_notebook_is_stored_without_outputs(path):
             assert cell.execution_count is None
 
 
+def _store_for_the_docs(nb: nbformat.NotebookNode, path: pathlib.Path, cache_dir: str) -> None:
+    """Put the outputs of the executed ``nb`` into myst-nb's execution cache, as the docs build
+    would have: on the stored notebook, whose cells (sources and metadata, without the timing
+    metadata the client adds) are what the cache matches."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    stored = nbformat.read(path, as_version=4)
+    for cell, ran in zip(stored.cells, nb.cells, strict=True):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = ran.outputs, ran.execution_count
+    uri = str(ROOT / "docs" / "notebooks" / path.name)  # where the docs build reads it
+    get_cache(cache_dir).cache_notebook_bundle(CacheBundleIn(stored, uri), overwrite=True)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
+    cache_dir = os.environ.get(CACHE_ENV)
     # The kernel inherits the environment: headless inline plots, and nothing of the checkout on
     # the path (as when Jupyter is started after the README's install).
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -70,3 +92,5 @@ def test_notebook_runs(path, monkeypatch):
     assert "Warning" not in stderr, stderr[-3000:]
     uses_checkout = any("sys.path.insert" in c.source for c in code)
     assert uses_checkout == any("from experiments" in c.source for c in code)
+    if cache_dir:
+        _store_for_the_docs(nb, path, cache_dir)
