@@ -12,12 +12,14 @@ everything else is labelled exploratory.
 
 * In distribution: accuracy, NLL, Brier, ECE of single models and ensembles, raw and
   temperature-scaled (T fit on the validation split by NLL; Guo et al. 2017).
-* OOD detection (held-out classes, uniform noise, another dataset for MNIST, shifted test sets)
-  by AUROC, AUPR (OOD positive) and FPR at 95% TPR of: single-model entropy, max-softmax
-  (Hendrycks & Gimpel 2017), energy (Liu et al. 2020), the temperature-scaled single model, the
-  k-NN distance in penultimate feature space (Sun et al. 2022), ensemble total entropy, ensemble
-  max-softmax, mutual information and the mean pairwise KL; a raw-pixel 5-NN AUROC says how easy
-  each set is.
+* OOD detection (every image of the held-out classes, blends of two test images of different
+  classes, uniform noise, another dataset for MNIST, shifted test sets) by AUROC, AUPR (OOD
+  positive) and FPR at 95% TPR of: single-model entropy, max-softmax (Hendrycks & Gimpel 2017),
+  energy (Liu et al. 2020), the temperature-scaled single model, the k-NN distance in
+  penultimate feature space (Sun et al. 2022), ensemble total entropy, ensemble max-softmax,
+  mutual information, the mean pairwise KL, and the ensemble's energy and k-NN distance (its
+  members' means); a raw-pixel 5-NN AUROC says how easy each set is (a set of other images below
+  0.8 is near-OOD).
 * Shift (Ovadia et al. 2019): the four metrics against severity per shift family; accuracy
   against confidence (Lakshminarayanan et al. 2017); metrics against ensemble size over random
   member subsets; and the mechanism behind the rotation failure, checked with probes.
@@ -25,10 +27,13 @@ everything else is labelled exploratory.
   probability, and each score's AUROC for telling wrong predictions from right ones, per variant.
 * The seed's claim (:mod:`.seed_claim`), per input: how often the ensemble's entropy exceeds the
   largest member entropy (the test) and the mean member entropy (Jensen's inequality: always).
+* Replication (:mod:`.replicate`): the declared comparisons of finished runs with their own
+  seeds, data splits and held-out classes, pooled (t interval over the runs, Holm).
 
     python -m experiments.ensemble_entropy --out runs/ensemble
     python -m experiments.ensemble_entropy --dataset mnist --out runs/ensemble_mnist
     python -m experiments.ensemble_entropy --smoke --out runs/smoke      # seconds, for tests
+    python -m experiments.ensemble_entropy.replicate RUN RUN ... --out runs/pooled
 
 Outputs in ``--out``: ``results.json``, ``report.md``, PNG figures, ``predictions.npz`` (every
 member's logits and, in float16, penultimate features on every set and on the training images,
@@ -38,7 +43,7 @@ The package, in the layout of flax's ``examples/imagenet/``: :mod:`.config` (``C
 ``SMOKE``, the R×K ``Layout``, labels), :mod:`.train` (``train_and_evaluate``), :mod:`.evalsets`
 and :mod:`.evaluate` / :mod:`.rotation` / :mod:`.selective` / :mod:`.seed_claim` (every number,
 computed once), :mod:`.report` and :mod:`.figures` (read the results only), :mod:`.loader`
-(``load_run``).
+(``load_run``), :mod:`.replicate` (pooling replications).
 """
 
 from __future__ import annotations

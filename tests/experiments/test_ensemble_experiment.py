@@ -618,3 +618,45 @@ def test_two_processes_interrupted_resumed_with_a_slow_writer_match_one_process(
     assert _numbers(out) == _numbers(one_process)
     assert "wrote" in finished[0][1]
     assert "wrote" not in finished[1][1]  # process 0 alone writes
+
+
+def test_replications_of_the_smoke_run_are_pooled_by_the_command_line(smoke_run, tmp_path, capsys):
+    """``python -m experiments.ensemble_entropy.replicate`` on real results: the smoke run, and a
+    copy presented as a replication with other seeds and held-out classes, its declared estimates
+    shifted by +0.01; a run twice, a missing run and an existing output are refused (exit 2)."""
+    from scipy import stats as st
+
+    from experiments.ensemble_entropy import replicate
+
+    t_1 = st.t.ppf(0.975, 1)
+    other = tmp_path / "rep1"
+    other.mkdir()
+    results = json.loads((smoke_run / "results.json").read_text())
+    results["config"].update(seed=1, data_seed=1, heldout_classes=[3, 5])
+    for test in results["comparisons"]["family"].values():
+        test["mean"] += 0.01
+    (other / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "pooled"
+    assert replicate.main([str(smoke_run), str(other), "--out", str(out)]) == 0
+    pooled = json.loads((out / "pooled.json").read_text())
+    family = main_exp.results(smoke_run)["comparisons"]["family"]
+    assert list(pooled["family"]) == list(family)
+    for key, test in pooled["family"].items():
+        d = family[key]["mean"]
+        assert test["per_run"] == pytest.approx([d, d + 0.01])
+        assert test["mean"] == pytest.approx(d + 0.005)
+        half = t_1 * (0.01 / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1) · s / √2
+        assert (test["low"], test["high"]) == pytest.approx((d + 0.005 - half, d + 0.005 + half))
+    assert "# The declared comparisons over 2 replications" in (out / "pooled.md").read_text()
+    capsys.readouterr()
+    refused = [
+        [str(smoke_run), str(smoke_run), "--out", str(tmp_path / "x")],  # not replications
+        [str(smoke_run), str(tmp_path / "missing"), "--out", str(tmp_path / "y")],
+        [str(smoke_run), str(other), "--out", str(out)],  # pooled.json exists: no --overwrite
+    ]
+    for argv in refused:
+        assert replicate.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith("error: ")
+    assert replicate.main([str(smoke_run), str(other), "--out", str(out), "--overwrite"]) == 0
