@@ -143,6 +143,10 @@ def _one_sample_p(values: np.ndarray) -> float:
     return float(2.0 * scipy_stats.t.sf(abs(t), n - 1))
 
 
+def _p(p: float) -> str:
+    return "—" if not math.isfinite(p) else f"{p:.2g}"
+
+
 def report(pooled: Mapping[str, Any]) -> str:
     """``pooled.md``: the runs, then every pooled comparison with its verdict."""
     runs = pooled["runs"]
@@ -174,8 +178,8 @@ def report(pooled: Mapping[str, Any]) -> str:
             key,
             ", ".join(f"{d:+.4f}" for d in t["per_run"]),
             outputs.fmt(t, 4, signed=True),
-            outputs.fmt(t["p"], 2),
-            outputs.fmt(t["p_holm"], 2),
+            _p(t["p"]),
+            _p(t["p_holm"]),
             "confirmed" if t["confirmed"] else "not confirmed",
         ]
         for key, t in pooled["family"].items()
