@@ -49,8 +49,13 @@ def load_results(run_dir: str) -> dict[str, Any]:
     path = os.path.join(run_dir, "results.json")
     if not os.path.isfile(path):
         raise cli.ConfigError(f"{run_dir} holds no finished run (no results.json)")
-    with open(path) as f:
-        results = json.load(f)
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as e:
+        raise cli.ConfigError(f"cannot read {path}: {e}") from e
+    if not isinstance(results, dict):
+        raise cli.ConfigError(f"{path} is not a result of experiments.ensemble_entropy")
     if results.get("experiment") != "ensemble_entropy" or "comparisons" not in results:
         raise cli.ConfigError(f"{path} is not a result of experiments.ensemble_entropy")
     return results

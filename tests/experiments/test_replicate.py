@@ -114,3 +114,16 @@ def test_runs_that_are_not_replications_are_refused(change, message):
     runs = change([_run(0, [8, 9], {"x: a": 0.1}), _run(1, [3, 5], {"x: a": 0.2})])
     with pytest.raises(ConfigError, match=message):
         replicate.check_replications(runs, [f"run{i}" for i in range(len(runs))])
+
+
+def test_unreadable_or_foreign_results_are_refused(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read"):
+        replicate.load_results(str(bad))
+    (bad / "results.json").write_text('{"experiment": "elbo"}')
+    with pytest.raises(ConfigError, match=r"not a result of experiments\.ensemble_entropy"):
+        replicate.load_results(str(bad))
+    with pytest.raises(ConfigError, match="no finished run"):
+        replicate.load_results(str(tmp_path / "missing"))
