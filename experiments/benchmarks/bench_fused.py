@@ -86,12 +86,16 @@ def _loss(case: str, impl: str, chunk: int) -> Callable[..., jax.Array]:
     return lambda h, w, y: jnp.mean(per_token(h, w, y))
 
 
+def _value_and_grad(case: str, impl: str, chunk: int, args) -> Any:
+    """Jitted value-and-grad (w.r.t. hidden and weight), compiled."""
+    loss = _loss(case, impl, chunk)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(*args).compile()
+
+
 def _compiled(case: str, impl: str, chunk: int, args) -> tuple[Any, Any]:
     """Jitted forward and value-and-grad (w.r.t. hidden and weight), both compiled."""
-    loss = _loss(case, impl, chunk)
-    fwd = jax.jit(loss).lower(*args).compile()
-    vag = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(*args).compile()
-    return fwd, vag
+    fwd = jax.jit(_loss(case, impl, chunk)).lower(*args).compile()
+    return fwd, _value_and_grad(case, impl, chunk, args)
 
 
 def _temp_mib(compiled) -> float:
@@ -107,7 +111,7 @@ def _child(spec: dict) -> dict:
     args = _inputs(spec["n"], spec["d"], spec["v"])
     jax.block_until_ready(args)
     if spec["impl"] != "inputs":
-        _, vag = _compiled(spec["case"], spec["impl"], spec["chunk"], args)
+        vag = _value_and_grad(spec["case"], spec["impl"], spec["chunk"], args)
         jax.block_until_ready(vag(*args))
     return {"rss_mib": _peak_rss_mib()}
 

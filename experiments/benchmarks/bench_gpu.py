@@ -81,19 +81,12 @@ def _peak_memory_mib() -> tuple[float, str]:
     return bench_fused._peak_rss_mib(), "process peak RSS (VmHWM)"
 
 
-def _value_and_grad(case: str, impl: str, chunk: int, args) -> Any:
-    """The compiled value-and-grad (w.r.t. hidden and weight) of one configuration: what the
-    fused section times and measures (its forward pass alone is not compiled)."""
-    loss = bench_fused._loss(case, impl, chunk)
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(*args).compile()
-
-
 def _child(spec: Mapping[str, Any]) -> dict[str, Any]:
     """One fused-section configuration (or only its inputs) once; its peak memory."""
     args = _fused_inputs(spec["n"], spec["d"], spec["v"], spec["dtype"])
     jax.block_until_ready(args)
     if spec["impl"] != "inputs":
-        vag = _value_and_grad(spec["case"], spec["impl"], spec["chunk"], args)
+        vag = bench_fused._value_and_grad(spec["case"], spec["impl"], spec["chunk"], args)
         jax.block_until_ready(vag(*args))
     peak, kind = _peak_memory_mib()
     return {"peak_mib": peak, "memory_kind": kind}
@@ -123,9 +116,9 @@ def fused_section(cfg: Mapping[str, Any], reps: int) -> list[dict[str, Any]]:
     inputs_peak = _peak_in_subprocess({**base, "impl": "inputs", "case": "ce", "chunk": 0})
     rows = []
     for case in bench_fused.CASES:
-        impls = {"naive": _value_and_grad(case, "naive", 0, args)}
+        impls = {"naive": bench_fused._value_and_grad(case, "naive", 0, args)}
         for chunk in cfg["chunks"]:
-            impls[f"fused/{chunk}"] = _value_and_grad(case, "fused", chunk, args)
+            impls[f"fused/{chunk}"] = bench_fused._value_and_grad(case, "fused", chunk, args)
         calls = {key: functools.partial(vag, *args) for key, vag in impls.items()}
         samples = common.time_interleaved(calls, reps=reps, warmup=1)
         naive = common.summarize(samples["naive"])["median"]

@@ -121,7 +121,8 @@ def pool(runs: Sequence[Mapping[str, Any]], *, alpha: float = FAMILY_ALPHA) -> d
             "two-sided one-sample t-test; Holm over the comparisons every run made"
         ),
         "runs": [
-            {k: run["config"][k] for k in ("seed", *VARIED)} | {"ranked_sets": _ranked(run)}
+            {k: run["config"][k] for k in VARIED}
+            | {"ranked_sets": list(run["comparisons"]["ranked_sets"])}
             for run in runs
         ],
         "size": len(tests),
@@ -129,10 +130,6 @@ def pool(runs: Sequence[Mapping[str, Any]], *, alpha: float = FAMILY_ALPHA) -> d
         "confirmed": [k for k, v in tests.items() if v["confirmed"]],
         "not_in_every_run": dropped,
     }
-
-
-def _ranked(run: Mapping[str, Any]) -> list[str]:
-    return list(run["comparisons"]["ranked_sets"])
 
 
 def _one_sample_p(values: np.ndarray) -> float:
