@@ -21,6 +21,7 @@ LossFn = Callable[..., tuple[jax.Array, Mapping[str, jax.Array]]]
 StepFn = Callable[..., tuple[nnx.State, optax.OptState, jax.Array, Mapping[str, jax.Array]]]
 
 SCHEDULES = ("constant", "cosine")
+OPTIMIZER_INPUTS = "optimizer"  # the member inputs that go to ``tx.update``, not to the loss
 
 
 def make_optimizer(
@@ -30,8 +31,14 @@ def make_optimizer(
     schedule: str = "cosine",
     warmup_steps: int = 0,
     weight_decay: float = 0.0,
+    snapshot_cycles: int | None = None,
 ) -> optax.GradientTransformation:
-    """Adam (AdamW when ``weight_decay`` > 0) with a ``constant`` or ``cosine`` schedule."""
+    """Adam (AdamW when ``weight_decay`` > 0) with a ``constant`` or ``cosine`` schedule.
+
+    With ``snapshot_cycles`` M, the members whose optimizer input ``snapshot`` is true follow a
+    snapshot run's cyclic cosine schedule of M cycles instead, and every member's parameters at
+    the cycles' ends are kept in the optimizer state (:mod:`.snapshots`; the others' updates are
+    those of the optimizer without it)."""
     if schedule == "constant":
         lr: float | optax.Schedule = learning_rate
         if warmup_steps:
@@ -45,9 +52,20 @@ def make_optimizer(
         )
     else:
         raise ConfigError(f"unknown schedule {schedule!r}; expected one of {list(SCHEDULES)}")
-    if weight_decay:
-        return optax.adamw(lr, weight_decay=weight_decay)
-    return optax.adam(lr)
+    if snapshot_cycles is None:
+        if weight_decay:
+            return optax.adamw(lr, weight_decay=weight_decay)
+        return optax.adam(lr)
+    from experiments.core.training import snapshots
+
+    base = lr if callable(lr) else optax.constant_schedule(lr)
+    cyclic = snapshots.cyclic_cosine(learning_rate, steps=steps, cycles=snapshot_cycles)
+    return optax.chain(
+        optax.scale_by_adam(),
+        optax.add_decayed_weights(weight_decay) if weight_decay else optax.identity(),
+        snapshots.member_schedule(base, cyclic),
+        snapshots.keep_snapshots(steps=steps, cycles=snapshot_cycles),
+    )
 
 
 def init_opt_state(
@@ -74,13 +92,19 @@ def make_member_step(
     ``step(params, opt_state, data, indices, member_inputs, step) -> (params, opt_state, loss,
     aux)`` where ``loss_fn(params, batch, step) -> (loss, aux)`` (an entjax objective) and
     ``batch = {**make_batch(data, indices), **member_inputs}`` (``member_inputs`` carries per-member
-    values such as a regularisation weight; ``{}`` when there are none).
+    values such as a regularisation weight; ``{}`` when there are none). Its ``"optimizer"``
+    entry, a dict, goes to ``tx.update`` as optax's extra keyword arguments instead (a
+    per-member optimizer setting, e.g. which members follow a snapshot run's cyclic schedule:
+    :func:`experiments.core.training.snapshots.member_schedule`).
     """
+    tx = optax.with_extra_args_support(tx)
 
     def step_fn(params, opt_state, data, indices, member_inputs, step):
-        batch = {**make_batch(data, indices), **member_inputs}
+        extra = dict(member_inputs.get(OPTIMIZER_INPUTS, {}))
+        inputs = {k: v for k, v in member_inputs.items() if k != OPTIMIZER_INPUTS}
+        batch = {**make_batch(data, indices), **inputs}
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, step)
-        updates, opt_state = tx.update(grads, opt_state, params)
+        updates, opt_state = tx.update(grads, opt_state, params, **extra)
         return optax.apply_updates(params, updates), opt_state, loss, aux
 
     return step_fn
