@@ -10,6 +10,11 @@ Confirmatory claims come from one family of comparisons declared in :mod:`.confi
 (``PRIMARY_COMPARISONS``, on the OOD sets raw pixels do not solve) with Holm's correction;
 everything else is labelled exploratory.
 
+* Methods at a stated budget (:mod:`.methods`, ``--methods``): beside the deep ensembles, one
+  snapshot run (cyclic cosine learning rate, K snapshots; Huang et al. 2017) and one MC-dropout
+  run (K test-time passes; Gal & Ghahramani 2016) per ensemble, trained in the same vmapped
+  program; each method evaluated as R ensembles of K members with the same code, its scores in
+  the OOD tables and its comparison with the deep ensemble in the declared family.
 * In distribution: accuracy, NLL, Brier, ECE of single models and ensembles, raw and
   temperature-scaled (T fit on the validation split by NLL; Guo et al. 2017).
 * OOD detection (every image of the held-out classes, blends of two test images of different
@@ -36,13 +41,15 @@ everything else is labelled exploratory.
     python -m experiments.ensemble_entropy.replicate RUN RUN ... --out runs/pooled
 
 Outputs in ``--out``: ``results.json``, ``report.md``, PNG figures, ``predictions.npz`` (every
-member's logits and, in float16, penultimate features on every set and on the training images,
-so the k-NN score can be recomputed, with the ensemble layout) and ``checkpoints/`` (orbax).
+member's logits, the snapshot and MC-dropout members' logits and, in float16, the penultimate
+features on every set and on the training images, so the k-NN score can be recomputed, with the
+ensemble layout) and ``checkpoints/`` (orbax).
 
 The package, in the layout of flax's ``examples/imagenet/``: :mod:`.config` (``Config``,
 ``SMOKE``, the R×K ``Layout``, labels), :mod:`.train` (``train_and_evaluate``), :mod:`.evalsets`
-and :mod:`.evaluate` / :mod:`.rotation` / :mod:`.selective` / :mod:`.seed_claim` (every number,
-computed once), :mod:`.report` and :mod:`.figures` (read the results only), :mod:`.loader`
+and :mod:`.evaluate` / :mod:`.methods` / :mod:`.rotation` / :mod:`.selective` /
+:mod:`.seed_claim` (every number, computed once), :mod:`.report` and :mod:`.figures` (read
+the results only), :mod:`.loader`
 (``load_run``), :mod:`.replicate` (pooling replications).
 """
 

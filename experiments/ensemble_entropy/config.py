@@ -1,5 +1,5 @@
 """The configuration of the main experiment: :class:`Config`, its smoke overrides, the R×K
-member layout and the labels every part of the experiment shares."""
+member layout, the methods and the labels every part of the experiment shares."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ SMOKE = {
     "subsets": 3,
 }
 
+# The methods (issue 22), each as R ensembles of K members, all trained in the one vmapped program:
+# the deep ensemble's R·K members (each also a single model), then one snapshot run and one
+# MC-dropout run per ensemble (R each: the training cost of one model per ensemble).
+METHODS = ("deep", "snapshot", "mc_dropout")
+CHEAP_METHODS = METHODS[1:]
+METHOD_LABELS = {
+    "single": "single model",
+    "deep": "deep ensemble",
+    "snapshot": "snapshot ensemble",
+    "mc_dropout": "MC dropout",
+}
+# The ensemble-level scores every method has, ``<method>/<name>`` in the scores (deep: ensemble/).
+METHOD_SCORES = ("total_entropy", "mutual_information", "max_softmax", "energy", "knn_distance")
+
 SCORE_LABELS = {
     "single/entropy": "single-model entropy",
     "single/max_softmax": "single-model max-softmax",
@@ -59,6 +73,16 @@ SCORE_LABELS = {
     "ensemble/energy": "ensemble energy",
     "ensemble/knn_distance": "ensemble k-NN feature distance",
 }
+_SHORT = {
+    "total_entropy": "total entropy",
+    "mutual_information": "mutual information",
+    "max_softmax": "max-softmax",
+    "energy": "energy",
+    "knn_distance": "k-NN feature distance",
+}
+SCORE_LABELS.update(
+    {f"{m}/{k}": f"{METHOD_LABELS[m]} {v}" for m in CHEAP_METHODS for k, v in _SHORT.items()}
+)
 VARIANTS = ("single", "single_ts", "ensemble", "ensemble_ts")
 VARIANT_LABELS = {
     "single": "single model",
@@ -90,6 +114,9 @@ PRIMARY_COMPARISONS: dict[str, tuple[str, str]] = {
         "ensemble/total_entropy",
         "single/temperature_entropy",
     ),
+    # deep vs the cheap ensembles (made where the run has them: ``--methods``)
+    "deep_minus_snapshot_total_entropy": ("ensemble/total_entropy", "snapshot/total_entropy"),
+    "deep_minus_mc_dropout_total_entropy": ("ensemble/total_entropy", "mc_dropout/total_entropy"),
 }
 PRIMARY_IN_DISTRIBUTION = PER_EXAMPLE  # ensemble − single model on the test set
 
@@ -191,6 +218,12 @@ class Config:
     ensemble_sizes: tuple[int, ...] | None = option(None, "sizes k of the size curves (none: 1..K)")
     checkpoint_every: int | None = option(None, "steps between checkpoints (none: steps / 4)")
     eval_every: int = option(100, "steps between the entropy-through-training evaluations")
+    methods: tuple[str, ...] = option(
+        METHODS,
+        "methods besides the single models (deep always; snapshot: a cyclic-cosine run with K "
+        "snapshots per ensemble; mc_dropout: a dropout run with K test-time passes per ensemble)",
+    )
+    dropout: float = option(0.1, "dropout rate of the MC-dropout runs")
 
     def __post_init__(self):
         cli.require_choice(self, "dataset", data_lib.DATASETS)
@@ -213,6 +246,15 @@ class Config:
         cli.require(kept >= 2, f"--heldout-classes leaves {kept} class(es) in-distribution; need 2")
         if self.ensemble_sizes is not None:
             cli.require_choice(self, "ensemble_sizes", range(1, self.members + 1))
+        cli.require_choice(self, "methods", METHODS)
+        cli.require("deep" in self.methods, "--methods must include deep (the reference)")
+        cli.require(0.0 < self.dropout < 1.0, f"--dropout must lie in (0, 1), got {self.dropout}")
+        if "snapshot" in self.methods:
+            cli.require(
+                self.steps >= self.members,
+                f"--steps ({self.steps}) must be >= --members ({self.members}): a snapshot run "
+                "has one learning-rate cycle per member",
+            )
         cli.require(
             self.checkpoint_every is None or self.checkpoint_every >= 0,
             "--checkpoint-every must be >= 0 (0: only at the end)",
@@ -231,8 +273,31 @@ class Config:
         return Layout(self.seeds, self.members)
 
     @property
+    def cheap_methods(self) -> tuple[str, ...]:
+        """The selected methods besides the deep ensemble, in :data:`METHODS` order."""
+        return tuple(m for m in CHEAP_METHODS if m in self.methods)
+
+    @property
+    def slots(self) -> dict[str, list[int]]:
+        """Each method's trained models on the member axis: the deep ensemble's R·K members
+        first (the :attr:`layout`), then R runs per cheap method, one per ensemble."""
+        r, size = self.seeds, self.layout.size
+        out = {"deep": list(range(size))}
+        for i, method in enumerate(self.cheap_methods):
+            out[method] = list(range(size + i * r, size + (i + 1) * r))
+        return out
+
+    @property
     def num_models(self) -> int:
-        return self.layout.size
+        """The length of the trained member axis (:attr:`slots`)."""
+        return self.layout.size + self.seeds * len(self.cheap_methods)
+
+    def model_names(self) -> list[str]:
+        """A name per trained model, in :attr:`slots` order."""
+        names = self.layout.member_names()
+        for method in self.cheap_methods:
+            names += [f"{METHOD_LABELS[method]} run {r}" for r in range(self.seeds)]
+        return names
 
     def load_data(self) -> data_lib.ImageData:
         """The dataset split of this config (the same in training and in :func:`load_run`)."""

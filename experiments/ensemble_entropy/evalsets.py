@@ -130,9 +130,12 @@ def logits_and_features(members: training.Members):
     return both
 
 
-def predict(members: training.Members, params: Any, data, config: Config) -> Predictions:
-    """Run every member on every set and derive log-probabilities, temperatures and scores."""
-    sets = EvalSets.build(data, config)
+def predict(
+    members: training.Members, params: Any, data, config: Config, *, sets: EvalSets | None = None
+) -> Predictions:
+    """Run every member (R·K of them, in ``config.layout``) on every set (``sets``, built from
+    ``data`` if not given) and derive log-probabilities, temperatures and scores."""
+    sets = EvalSets.build(data, config) if sets is None else sets
     both = logits_and_features(members)
     logits, features = members.predict(params, sets.images, both)
     _, train_features = members.predict(params, data.x_train, both)

@@ -10,6 +10,7 @@ import numpy as np
 from experiments.core import data as data_lib, outputs
 from experiments.ensemble_entropy.config import (
     CLASSIFICATION,
+    METHOD_LABELS,
     SCORE_LABELS,
     VARIANT_LABELS,
     VARIANTS,
@@ -45,7 +46,8 @@ def _shift_figure(r: dict[str, Any]) -> Any:
 
 def _ood_figure(r: dict[str, Any]) -> Any:
     names = [n for n, b in r["ood"].items() if b["headline"]]
-    keys = list(SCORE_LABELS)
+    keys = [k for k in SCORE_LABELS if k in r["ood"][names[0]]["scores"]]
+    color = {"single": "C0", "ensemble": "C1", "snapshot": "C2", "mc_dropout": "C3"}
     fig, axes = outputs.new_figure(1, len(names), size=(2.6, 4.2))
     fig.set_layout_engine("constrained")
     for ax, name in zip(axes[0], names, strict=True):
@@ -53,7 +55,7 @@ def _ood_figure(r: dict[str, Any]) -> Any:
         cells = [b["scores"][k]["auroc"] for k in keys]
         mean = np.array([c["mean"] for c in cells])
         err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] for c in cells]).T
-        colors = ["C0" if k.startswith("single") else "C1" for k in keys]
+        colors = [color[k.split("/")[0]] for k in keys]
         ax.barh(np.arange(len(keys)), mean, xerr=err, color=colors, capsize=2)
         ax.axvline(b["raw_pixel_knn_auroc"], color="k", ls=":", lw=1, label="raw-pixel 5-NN")
         ax.axvline(0.5, color="0.6", lw=0.8)
@@ -67,8 +69,48 @@ def _ood_figure(r: dict[str, Any]) -> Any:
         ax.invert_yaxis()
         ax.set_xlabel("AUROC")
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("OOD detection AUROC (blue: single model, orange: ensemble; 95% intervals)")
+    fig.suptitle(
+        "OOD detection AUROC (blue: single model, orange: deep ensemble, green: snapshot "
+        "ensemble, red: MC dropout; 95% intervals)"
+    )
     return fig
+
+
+def _methods_figure(r: dict[str, Any]) -> Any:
+    """Test NLL and ECE of each method, and its total-entropy AUROC on every ranked set."""
+    sec = r["methods"]
+    names = sec["methods"]
+    ranked = [n for n, b in r["ood"].items() if b["ranked"]]
+    fig, axes = outputs.new_figure(1, 3, size=(3.8, 3.2))
+    fig.set_layout_engine("constrained")
+    y = np.arange(len(names))
+    for ax, metric, unit in ((axes[0, 0], "nll", "nats"), (axes[0, 1], "ece", "fraction")):
+        cells = [sec["rows"][m]["raw"][metric] for m in names]
+        mean = np.array([c["mean"] for c in cells])
+        err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] for c in cells]).T
+        ax.errorbar(mean, y, xerr=err, fmt="o", capsize=3)
+        ax.set_yticks(y, [METHOD_LABELS[m] for m in names] if metric == "nll" else [])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"test {METRIC_NAMES[metric]} ({unit})")
+    ax = axes[0, 2]
+    keys = {"single": "single/entropy", "deep": "ensemble/total_entropy"}
+    step = 0.8 / len(names)
+    for i, m in enumerate(names):
+        key = keys.get(m, f"{m}/total_entropy")
+        cells = [r["ood"][n]["scores"][key]["auroc"] for n in ranked]
+        mean = np.array([c["mean"] for c in cells])
+        err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] for c in cells]).T
+        at = np.arange(len(ranked)) + i * step
+        ax.errorbar(mean, at, xerr=err, fmt="o", capsize=2, label=METHOD_LABELS[m])
+    ax.set_yticks(np.arange(len(ranked)) + 0.4 - step / 2, ranked, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("AUROC of the (total) entropy (unitless; 0.5 = chance)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    fig.suptitle("Methods side by side (K members each; 95% intervals; ranked OOD sets)")
+    return fig
+
+
+METRIC_NAMES = {"nll": "NLL", "ece": "ECE"}
 
 
 def _size_figure(r: dict[str, Any]) -> Any:
@@ -178,6 +220,7 @@ def figures(r: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
     return {
         "shift": _shift_figure(r),
         "ood_auroc": _ood_figure(r),
+        **({"methods": _methods_figure(r)} if "methods" in r else {}),
         "ensemble_size": _size_figure(r),
         "accuracy_confidence": _confidence_figure(r),
         "entropy_histograms": _histogram_figure(arrays["entropy_histograms"]),

@@ -1,4 +1,5 @@
-"""A finished run, reloaded: its config and its trained members (no training, nothing deleted)."""
+"""A finished run, reloaded: its config and every method's trained members (no training, nothing
+deleted)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from experiments.core import cli, training
 from experiments.core.checkpoints import Checkpoints
 from experiments.ensemble_entropy.config import Config
 from experiments.ensemble_entropy.evalsets import logits_and_features
+from experiments.ensemble_entropy.methods import method_members
 from experiments.ensemble_entropy.train import _setup
 
 
@@ -21,20 +23,38 @@ class TrainedRun:
     """A finished run, reloaded by :func:`load_run`: its config and its trained members."""
 
     config: Config
-    members: training.Members
-    params: Any  # the trained parameters, stacked on the member axis (R·K members)
+    methods: dict[str, tuple[training.Members, Any]]  # per method: R·K members, their params
     step: int  # the training step of the checkpoint they come from
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def members(self) -> training.Members:
+        """The deep ensemble's members."""
+        return self.methods["deep"][0]
+
+    @property
+    def params(self) -> Any:
+        """The deep ensemble's trained parameters, stacked on the member axis (R·K)."""
+        return self.methods["deep"][1]
+
+    def logits(self, x: np.ndarray, method: str = "deep") -> np.ndarray:
         """Every member's logits for images ``x`` ``(n, *image_shape)``: ``(R·K, n, C)`` in the
         run's :attr:`~experiments.ensemble_entropy.config.Config.layout` (member ``r·K + j`` is
-        member ``j`` of ensemble ``r``)."""
-        return self.members.predict(self.params, np.asarray(x, np.float32))
+        member ``j`` of ensemble ``r``; of a snapshot ensemble: snapshot ``j`` of run ``r``; of
+        MC dropout: test-time pass ``j`` of run ``r``)."""
+        members, params = self._method(method)
+        return members.predict(params, np.asarray(x, np.float32))
 
-    def features(self, x: np.ndarray) -> np.ndarray:
+    def features(self, x: np.ndarray, method: str = "deep") -> np.ndarray:
         """Every member's penultimate-layer features ``(R·K, n, d)`` (the k-NN score's input)."""
-        both = logits_and_features(self.members)
-        return self.members.predict(self.params, np.asarray(x, np.float32), both)[1]
+        members, params = self._method(method)
+        return members.predict(params, np.asarray(x, np.float32), logits_and_features(members))[1]
+
+    def _method(self, method: str) -> tuple[training.Members, Any]:
+        if method not in self.methods:
+            raise cli.ConfigError(
+                f"TrainedRun: this run has the methods {list(self.methods)}, not {method!r}"
+            )
+        return self.methods[method]
 
 
 def load_run(out: str) -> TrainedRun:
@@ -67,4 +87,5 @@ def load_run(out: str) -> TrainedRun:
         state, _ = checkpoints.restore(step, like)
     finally:
         checkpoints.close()
-    return TrainedRun(config, members, state["params"], step)
+    trained = method_members(members, state["params"], state["opt_state"], config)
+    return TrainedRun(config, trained, step)

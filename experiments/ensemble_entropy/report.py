@@ -10,6 +10,7 @@ from experiments.core import data as data_lib, outputs
 from experiments.ensemble_entropy import report_per_input
 from experiments.ensemble_entropy.config import (
     CLASSIFICATION,
+    METHOD_LABELS,
     SCORE_LABELS,
     VARIANT_LABELS,
     VARIANTS,
@@ -93,8 +94,15 @@ def _in_distribution(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _present(r: dict[str, Any], *, methods: bool) -> list[str]:
+    """The score keys of this run (with or without the cheap methods' ``<method>/`` scores)."""
+    first = next(iter(r["ood"].values()))["scores"]
+    own = ("single/", "ensemble/")
+    return [k for k in SCORE_LABELS if k in first and (methods or k.startswith(own))]
+
+
 def _ood_overview(r: dict[str, Any]) -> list[str]:
-    keys = list(SCORE_LABELS)
+    keys = _present(r, methods=False)
     headers = ["OOD set", "raw-pixel 5-NN", *(SCORE_LABELS[k] for k in keys)]
 
     def label(name: str, b: dict) -> str:
@@ -132,7 +140,7 @@ def _ood_details(r: dict[str, Any]) -> list[str]:
         scores = b["scores"]
         rows = [
             [SCORE_LABELS[k], *(scores[k][m] for m in ("auroc", "aupr", "fpr95", "mean_score"))]
-            for k in SCORE_LABELS
+            for k in _present(r, methods=True)
         ]
         lines += [
             f"**{name}** ({b['num_examples']} images; raw-pixel 5-NN AUROC "
@@ -163,13 +171,123 @@ def _family_table(r: dict[str, Any]) -> list[str]:
         "",
         "OOD rows: paired AUROC difference a − b (declared names: mi = ensemble mutual "
         "information, total_entropy = ensemble total entropy, single_entropy = single-model "
-        "entropy, single_ts_entropy = temperature-scaled single model); in-distribution rows: "
+        "entropy, single_ts_entropy = temperature-scaled single model; deep_minus_<method>: the "
+        "deep ensemble's total entropy − that method's); in-distribution rows: "
         "ensemble − single model. 95% intervals and two-sided p-values from the hierarchical "
         "bootstrap (replicates, then test examples).",
         "",
         outputs.markdown_table(["comparison", "difference", "p", "Holm p", "verdict"], rows),
         "",
     ]
+
+
+def _methods(r: dict[str, Any]) -> list[str]:
+    """The methods side by side: budget, test metrics, OOD AUROC, the seed's claim."""
+    sec = r.get("methods")
+    if sec is None:
+        return []
+    names, rows = sec["methods"], sec["rows"]
+    cfg = r["config"]
+    budget = [
+        [
+            METHOD_LABELS[m],
+            b["models_trained"],
+            b["gradient_steps"],
+            f"{b['gradient_steps_x_parameters']:.3g}",
+            b["test_passes"],
+        ]
+        for m in names
+        for b in [sec["budget"][m]]
+    ]
+    test = []
+    for m in names:
+        row = rows[m]
+        d = row.get("deep_minus_method", {}).get("nll")
+        test.append(
+            [
+                METHOD_LABELS[m],
+                *(outputs.fmt(row["raw"][k], 4) for k in CLASSIFICATION),
+                outputs.fmt(row["scaled"]["nll"], 4),
+                outputs.fmt(row["aurc"], 4),
+                outputs.fmt(row["excess_aurc"], 4),
+                outputs.fmt(d, 4, signed=True) if d else "—",
+            ]
+        )
+    lines = [
+        "## Methods at a stated budget: single model, deep, snapshot, MC dropout",
+        "",
+        f"Every ensemble has K = {cfg['members']} members: the deep ensemble K independently "
+        f"trained models; the snapshot ensemble the K cycle ends of one run with a cyclic cosine "
+        f"learning rate (Huang et al. 2017); MC dropout K test-time passes of one run trained "
+        f"with dropout {sec['dropout']} (Gal & Ghahramani 2016), each pass one fixed mask per "
+        f"unit. One model has {sec['num_params']:,} parameters; the cost of one ensemble:",
+        "",
+        outputs.markdown_table(
+            ["method", "models trained", "gradient steps", "steps × parameters", "test passes"],
+            budget,
+        ),
+        "",
+        "Test set (intervals over replicates and test examples; ECE over replicates; AURC over "
+        "replicates; the last column, exploratory, is the deep ensemble's NLL − this method's, "
+        "paired by ensemble and example):",
+        "",
+        outputs.markdown_table(
+            [
+                "method",
+                "accuracy ↑",
+                "NLL ↓",
+                "Brier ↓",
+                "ECE ↓",
+                "NLL, temp.-scaled ↓",
+                "AURC ↓",
+                "E-AURC ↓",
+                "deep − method NLL",
+            ],
+            test,
+        ),
+        "",
+    ]
+    ranked = [n for n, b in r["ood"].items() if b["ranked"] or b["headline"]]
+    keys = ["single/entropy", "ensemble/total_entropy"]
+    keys += [f"{m}/total_entropy" for m in names if m not in ("single", "deep")]
+    keys += ["ensemble/mutual_information"]
+    keys += [f"{m}/mutual_information" for m in names if m not in ("single", "deep")]
+    ood_rows = [
+        [
+            name + (" *" if r["ood"][name]["solved_by_raw_pixels"] else ""),
+            *(outputs.fmt(r["ood"][name]["scores"][k]["auroc"], 3) for k in keys),
+        ]
+        for name in ranked
+    ]
+    lines += [
+        "OOD AUROC of each method's total entropy and mutual information (headline and ranked "
+        "sets; * solved by raw pixels, not ranked; the declared deep − snapshot and deep − MC "
+        "dropout comparisons are in the family below):",
+        "",
+        outputs.markdown_table(["OOD set", *(SCORE_LABELS[k] for k in keys)], ood_rows),
+        "",
+    ]
+    claim_sets = ["test", *(n for n in ranked if r["ood"][n]["near_ood"])]
+    claim_rows = [
+        [
+            METHOD_LABELS[m],
+            *(
+                f"{outputs.fmt(rows[m]['seed_claim'][n]['above_max_member'], 3)} "
+                f"({rows[m]['seed_claim'][n]['verdict']})"
+                for n in claim_sets
+            ),
+        ]
+        for m in names
+        if m != "single"
+    ]
+    lines += [
+        "The seed's claim per method: the fraction of inputs whose ensemble entropy exceeds its "
+        "largest member's (intervals over ensembles and inputs):",
+        "",
+        outputs.markdown_table(["method", *claim_sets], claim_rows),
+        "",
+    ]
+    return lines
 
 
 def _shift(r: dict[str, Any]) -> list[str]:
@@ -318,7 +436,7 @@ def _rotation(r: dict[str, Any]) -> list[str]:
 def report(r: dict[str, Any]) -> str:
     """The human-readable tables of ``report.md``."""
     final = r["training"]["final_loss_mean_last_10pct"]
-    lines = _header(r) + _in_distribution(r) + _ood_overview(r) + _ood_details(r)
+    lines = _header(r) + _in_distribution(r) + _methods(r) + _ood_overview(r) + _ood_details(r)
     lines += _shift(r) + _confidence(r) + _sizes(r) + _rotation(r)
     lines += report_per_input.selective(r) + report_per_input.seed_claim(r)
     lines += [

@@ -1,8 +1,10 @@
 """Training and the whole run: ``train_and_evaluate(config, options)`` (flax's layout).
 
-The R·K members (:class:`~experiments.ensemble_entropy.config.Layout`) are built by
-:func:`_setup` (the same setup :func:`~experiments.ensemble_entropy.loader.load_run` rebuilds) and
-trained together by :meth:`experiments.core.training.Members.train`; everything after training is
+The R·K deep-ensemble members (:class:`~experiments.ensemble_entropy.config.Layout`) and the
+cheap methods' runs (:attr:`~experiments.ensemble_entropy.config.Config.slots`,
+:mod:`~experiments.ensemble_entropy.methods`) are built by :func:`_setup` (the same setup
+:func:`~experiments.ensemble_entropy.loader.load_run` rebuilds) and trained together by
+:meth:`experiments.core.training.Members.train`; everything after training is
 :mod:`~experiments.ensemble_entropy.evaluate`.
 """
 
@@ -18,15 +20,23 @@ import numpy as np
 from experiments.core import cli, data as data_lib, entropy_curves, training
 from experiments.core.models import build_model
 from experiments.core.runner import Outcome
-from experiments.ensemble_entropy import evaluate, selective, significance
+from experiments.ensemble_entropy import evaluate, methods, selective, significance
 from experiments.ensemble_entropy.config import Config
-from experiments.ensemble_entropy.evalsets import features_npz, predict
+from experiments.ensemble_entropy.evalsets import EvalSets, features_npz, predict
 from experiments.ensemble_entropy.rotation import rotation_mechanism
 from experiments.ensemble_entropy.seed_claim import seed_claim_section
 
+# The entropy-curve series: each method's trained models.
+SERIES = {
+    "deep": "deep-ensemble members",
+    "snapshot": "snapshot runs",
+    "mc_dropout": "MC-dropout runs",
+}
+
 
 def _setup(config: Config, data: data_lib.ImageData):
-    """The R·K initial members and their optimizer, as every run of ``config`` builds them."""
+    """The initial models of every method (:attr:`Config.slots`) and their optimizer, as every
+    run of ``config`` builds them."""
 
     def model_fn(rngs):
         return build_model(
@@ -46,16 +56,17 @@ def _setup(config: Config, data: data_lib.ImageData):
         schedule=config.schedule,
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
+        snapshot_cycles=config.members if "snapshot" in config.methods else None,
     )
     return members, tx
 
 
 def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
-    """The R·K members trained together; returns the members and the training result."""
+    """Every method's models trained together; returns the members and the training result."""
     members, tx = _setup(config, data)
     layout, every = config.layout, config.checkpoint_every
     result = members.train(
-        training.classification_objective(members.ensemble),
+        methods.objective(members.ensemble, config),
         tx,
         data={"image": data.x_train, "label": data.y_train},
         batch_size=config.batch_size,
@@ -71,7 +82,8 @@ def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
         probe=entropy_curves.EntropyProbe(
             data.x_train, data.x_val, data.y_val, groups=layout.groups()
         ),
-        member_names=layout.member_names(),
+        member_names=config.model_names(),
+        member_inputs=methods.member_inputs(config),
     )
     return members, result
 
@@ -92,7 +104,12 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     t0 = time.perf_counter()
     members, result = train(config, options, data)
     train_seconds = time.perf_counter() - t0
-    pred = predict(members, result.params, data, config)
+    trained = methods.method_members(members, result.params, result.opt_state, config)
+    sets = EvalSets.build(data, config)
+    preds = {m: predict(mm, mp, data, config, sets=sets) for m, (mm, mp) in trained.items()}
+    # the deep ensemble's predictions, with the cheap methods' ensemble scores beside its own
+    pred = dataclasses.replace(preds["deep"], scores=methods.merged_scores(preds))
+    deep_members, deep_params = trained["deep"]
     ind = evaluate.in_distribution(pred, config)
     results: dict[str, Any] = {
         "data": {
@@ -101,7 +118,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
             "source": data.source,
             "image_shape": list(data.image_shape),
         },
-        "layout": config.layout.to_json(),
+        "layout": {**config.layout.to_json(), "methods": list(preds)},
         "temperature": evaluate.temperature_summary(pred),
         "in_distribution": ind,
         "ood": evaluate.ood_section(pred, data, config),
@@ -110,12 +127,13 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
             pred, pred.sets.headline(config.severities)
         ),
         "ensemble_size": evaluate.size_curves(pred, config),
-        "rotation_mechanism": rotation_mechanism(members, result.params, data, pred, config),
+        "rotation_mechanism": rotation_mechanism(deep_members, deep_params, data, pred, config),
         "training": training_summary(result.loss_history),
         "entropy_curves": {
             data.name: entropy_curves.summarize(
                 result.curves,
                 result.loss_history,
+                series={SERIES[m]: config.slots[m] for m in config.slots},
                 group_names=config.layout.ensemble_names(),
                 max_entropy=math.log(data.num_classes),
             )
@@ -123,6 +141,9 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     }
     results["selective"] = selective.selective_section(pred, config)
     results["seed_claim"] = seed_claim_section(pred, config)
+    results["methods"] = methods.methods_section(
+        preds, config, num_params=methods.count_params(members)
+    )
     results["comparisons"] = significance.family(ind, results["ood"])  # declared, Holm
     results["claims"] = evaluate.claims(results)
     arrays = evaluate.figure_arrays(pred, config)
@@ -134,6 +155,11 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
             "predictions": {
                 **pred.sets.predictions_npz(pred.logits, config.layout),
                 **features_npz(pred, config.knn_k),
+                **{
+                    f"{m}_member_logits": p.logits.astype(np.float32)
+                    for m, p in preds.items()
+                    if m != "deep"
+                },
             }
         },
         timing={

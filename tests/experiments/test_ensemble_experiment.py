@@ -96,6 +96,7 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
         "reliability",
         "entropy_curves",
         "risk_coverage",
+        "methods",
     ):
         png = (smoke_run / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n"), name
@@ -114,6 +115,7 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
         "## Entropy through training",
         "## Selective classification and misclassification detection",
         "## The seed's claim",
+        "## Methods at a stated budget",
     ):
         assert heading in report, heading
     for column in ("AUROC ↑", "AUPR ↑", "FPR@95 ↓"):
@@ -153,7 +155,8 @@ def test_smoke_run_writes_all_outputs(smoke_run: pathlib.Path):
     # entropy through training: every evaluation, each ensemble's decomposition, the figure
     block = full["entropy_curves"]["digits"]
     assert block["steps"] == list(range(0, 41, 10))
-    series = block["series"]["all members"]
+    assert set(block["series"]) == {"deep-ensemble members", "snapshot runs", "MC-dropout runs"}
+    series = block["series"]["deep-ensemble members"]
     assert series["entropy_val"][-1] < series["entropy_val"][0]  # the models grew confident
     mi = np.asarray(block["ensembles"]["mutual_information_val"])
     assert mi.shape == (2, 5)
@@ -401,6 +404,63 @@ def test_selective_seed_claim_and_features_match_numpy(smoke_run: pathlib.Path):
     assert reported == pytest.approx(np.mean(aurocs), abs=5e-3)
 
 
+def test_methods_side_by_side_match_numpy(smoke_run: pathlib.Path):
+    """The snapshot and MC-dropout ensembles: their saved member logits (R·K each) give the
+    reported test accuracy and NLL, total-entropy AUROCs (scikit-learn) and seed's-claim
+    fractions; the budget is the closed form; the declared family compares them with the deep
+    ensemble on every ranked set; the final snapshot is the run's final model."""
+    from sklearn.metrics import roc_auc_score
+
+    results = main_exp.results(smoke_run)
+    pred, sl = _load_predictions(smoke_run)
+    sec = results["methods"]
+    assert sec["methods"] == ["single", "deep", "snapshot", "mc_dropout"]
+    r, k, steps = 2, 4, 40
+    p = sec["num_params"]
+    assert p == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 8 + 8  # the smoke MLP (width 32, 8 classes)
+    want = {"single": (1, 1), "deep": (k, k), "snapshot": (1, k), "mc_dropout": (1, k)}
+    for m, (trained, passes) in want.items():
+        b = sec["budget"][m]
+        assert (b["models_trained"], b["test_passes"]) == (trained, passes)
+        assert b["gradient_steps_x_parameters"] == trained * steps * p
+    y = pred["labels"][sl["test"]]
+    t, blends = sl["test"], sl["class_blends"]
+    for m in ("snapshot", "mc_dropout"):
+        logits = pred[f"{m}_member_logits"].astype(np.float64)
+        assert logits.shape == pred["member_logits"].shape
+        log_p = logits - logsumexp(logits, axis=-1, keepdims=True)
+        log_mix = logsumexp(log_p.reshape(r, k, *log_p.shape[1:]), axis=1) - math.log(k)
+        row = sec["rows"][m]
+        acc = (log_mix[:, t].argmax(-1) == y).mean()
+        nll = -np.take_along_axis(log_mix[:, t], y[None, :, None], -1)[..., 0]
+        assert row["raw"]["accuracy"]["mean"] == pytest.approx(acc, abs=1e-6)
+        assert row["raw"]["nll"]["mean"] == pytest.approx(nll.mean(), rel=1e-4)
+        mix = np.exp(log_mix)
+        total = -(mix * log_mix).sum(-1)  # (R, n)
+        auroc = [
+            roc_auc_score(
+                np.r_[np.zeros(t.stop - t.start), np.ones(blends.stop - blends.start)],
+                np.r_[total[i, t], total[i, blends]],
+            )
+            for i in range(r)
+        ]
+        got = results["ood"]["class_blends"]["scores"][f"{m}/total_entropy"]["auroc"]
+        assert got["mean"] == pytest.approx(np.mean(auroc), abs=1e-6)
+        member_h = -(np.exp(log_p) * log_p).sum(-1).reshape(r, k, -1)
+        above = (total[:, t] > member_h[:, :, t].max(axis=1)).mean()
+        assert row["seed_claim"]["test"]["above_max_member"]["mean"] == pytest.approx(above)
+        assert row["seed_claim"]["test"]["jensen_violations"] == 0
+        assert set(row["deep_minus_method"]) == {"accuracy", "nll", "brier"}
+    # the snapshots differ from each other: K distinct cycle ends, not K copies
+    snap = pred["snapshot_member_logits"][:k, t]
+    assert all(not np.allclose(snap[0], snap[j]) for j in range(1, k))
+    fam = results["comparisons"]["family"]
+    for name in results["comparisons"]["ranked_sets"]:
+        for m in ("snapshot", "mc_dropout"):
+            test = fam[f"{name}: deep_minus_{m}_total_entropy"]
+            assert (test["a"], test["b"]) == ("ensemble/total_entropy", f"{m}/total_entropy")
+
+
 def test_same_seed_gives_identical_results(main_runs, smoke_run: pathlib.Path):
     # a_again: interrupted after step 15 (exit 3), then replaced with --overwrite: a fresh run
     # from step 0 (its checkpoints deleted first), with every number of the reference run.
@@ -416,7 +476,9 @@ def test_same_seed_gives_identical_results(main_runs, smoke_run: pathlib.Path):
         is None
     )
     # and the comparison can fail: the training loss curve really depends on the data
-    curve = again["entropy_curves"]["digits"]["series"]["all members"]["train_loss"]["mean"]
+    curve = again["entropy_curves"]["digits"]["series"]["deep-ensemble members"]["train_loss"][
+        "mean"
+    ]
     assert len(set(curve)) > 10
 
 
@@ -459,7 +521,8 @@ def test_four_devices_match_one_device_and_bad_member_count_fails(
     work, codes, stderr = main_four_devices
     out = work / "four"
     assert codes == [2, 0], stderr[-3000:]
-    assert "error: the number of ensemble members (6) must be a positive multiple" in stderr
+    # 2 ensembles × 3 members, 2 snapshot runs, 2 MC-dropout runs: 10 on 4 devices
+    assert "error: the number of ensemble members (10) must be a positive multiple" in stderr
     assert "multiple of the number of devices (4)" in stderr
     assert not (work / "bad" / "results.json").exists()
     four, one = main_exp.results(out), main_exp.results(smoke_run)
@@ -499,6 +562,15 @@ def test_a_finished_run_reloads_and_scores_new_images(smoke_run, script_jax_conf
     np.testing.assert_allclose(
         run.logits(data.x_test), pred["member_logits"][:, sl["test"]], rtol=1e-5, atol=1e-5
     )
+    for method in ("snapshot", "mc_dropout"):
+        np.testing.assert_allclose(
+            run.logits(data.x_test, method),
+            pred[f"{method}_member_logits"][:, sl["test"]],
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    with pytest.raises(ConfigError, match="TrainedRun: this run has the methods"):
+        run.logits(data.x_test, "bagging")
     features = run.features(data.x_test[:7])
     assert features.shape == (8, 7, c.width)
     assert np.isfinite(features).all()
