@@ -221,7 +221,8 @@ class Config:
     methods: tuple[str, ...] = option(
         METHODS,
         "methods besides the single models (deep always; snapshot: a cyclic-cosine run with K "
-        "snapshots per ensemble; mc_dropout: a dropout run with K test-time passes per ensemble)",
+        "snapshots per ensemble, whatever --schedule and --warmup-steps say; mc_dropout: a "
+        "dropout run with K test-time passes per ensemble)",
     )
     dropout: float = option(0.1, "dropout rate of the MC-dropout runs")
 
@@ -292,12 +293,12 @@ class Config:
         """The length of the trained member axis (:attr:`slots`)."""
         return self.layout.size + self.seeds * len(self.cheap_methods)
 
-    def model_names(self) -> list[str]:
-        """A name per trained model, in :attr:`slots` order."""
+    def model_names(self, size: int | None = None) -> list[str]:
+        """A name per trained model, in :attr:`slots` order, then ``padding`` up to ``size``."""
         names = self.layout.member_names()
         for method in self.cheap_methods:
             names += [f"{METHOD_LABELS[method]} run {r}" for r in range(self.seeds)]
-        return names
+        return names + [f"padding {i}" for i in range((size or len(names)) - len(names))]
 
     def load_data(self) -> data_lib.ImageData:
         """The dataset split of this config (the same in training and in :func:`load_run`)."""

@@ -15,7 +15,7 @@ from experiments.core.checkpoints import Checkpoints
 from experiments.ensemble_entropy.config import Config
 from experiments.ensemble_entropy.evalsets import logits_and_features
 from experiments.ensemble_entropy.methods import method_members
-from experiments.ensemble_entropy.train import _setup
+from experiments.ensemble_entropy.train import _setup, run_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,12 @@ def load_run(out: str) -> TrainedRun:
         logits = run.logits(images)  # (R·K, n, C)
         u = entjax.ensemble_uncertainty(logits[run.config.layout.members_of(0)], axis=0)
     """
-    with open(os.path.join(out, "results.json")) as f:
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        raise cli.ConfigError(
+            f"{out} has no results.json: the run has not finished (finish it with --resume)"
+        )
+    with open(path) as f:
         stored = json.load(f)["config"]
     fields = {f.name for f in dataclasses.fields(Config)}
     config = Config(
@@ -76,14 +81,19 @@ def load_run(out: str) -> TrainedRun:
     like = {
         "params": params,
         "opt_state": training.init_opt_state(tx, params, members.mesh),
-        "loss_history": np.zeros((config.steps, config.num_models), np.float32),
+        "loss_history": np.zeros((config.steps, members.num_members), np.float32),
     }
-    run_config = {**dataclasses.asdict(config), "checkpoint_name": ""}
-    checkpoints = Checkpoints(os.path.join(out, "checkpoints"), run_config=run_config, resume=True)
+    stored_config = {**run_config(config, members.num_members), "checkpoint_name": ""}
+    checkpoints = Checkpoints(
+        os.path.join(out, "checkpoints"), run_config=stored_config, resume=True
+    )
     try:
         step = checkpoints.latest_step()
-        if step is None:
-            raise cli.ConfigError(f"{out} has no checkpoint to load (was the run finished?)")
+        if step is None or step < config.steps:
+            raise cli.ConfigError(
+                f"{out} has no final checkpoint (step {config.steps}; latest: {step}): finish "
+                "the run with --resume first"
+            )
         state, _ = checkpoints.restore(step, like)
     finally:
         checkpoints.close()

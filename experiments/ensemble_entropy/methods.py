@@ -11,7 +11,9 @@ ensemble's R·K members, then per selected cheap method one run per ensemble (R 
   layers in training (:func:`experiments.core.models.dropout`); its K members are K test-time
   passes, each with one fixed dropout mask per unit (:meth:`~experiments.core.models.MLP.thinned`:
   a deterministic network, so its penultimate features and k-NN score are defined as for any
-  member; each input sees a random mask per pass, as in MC dropout).
+  member; each input sees a random mask per pass, as in MC dropout). The penultimate features are
+  taken before the head's mask, so the passes' features differ through the earlier masks only
+  (the CNN's channel masks; an MLP's hidden layers but the last).
 
 Every method then has the deep ensemble's shape (R ensembles of K members, K test-time passes)
 and goes through the same :func:`~experiments.ensemble_entropy.evalsets.predict`, so its scores,
@@ -44,14 +46,31 @@ from experiments.ensemble_entropy.config import (
 from experiments.ensemble_entropy.evalsets import Predictions
 from experiments.ensemble_entropy.seed_claim import seed_claim_section
 
-# Stream tags of the dropout keys: training masks, test-time masks.
-TRAIN_MASKS, TEST_MASKS = 1, 2
+# Stream tags of the dropout keys (training masks, test-time masks), folded into key(seed): far
+# above any member index, because under JAX's partitionable threefry ``fold_in(k, i)`` equals
+# ``split(k, N)[i]``, the initialisation key of member i.
+TRAIN_MASKS, TEST_MASKS = 2**31 - 2, 2**31 - 1
 
 
-def member_inputs(config: Config) -> dict[str, Any]:
-    """The per-member training inputs: which members follow the snapshot schedule (an optimizer
-    input) and each member's dropout rate (0 except on the MC-dropout runs) and index."""
-    slots, n = config.slots, config.num_models
+def padded_size(num_models: int, devices: int) -> int:
+    """The trained member axis: ``num_models`` rounded up to a multiple of ``devices`` (the axis
+    is sharded evenly; the padding members train like deep members and are never read)."""
+    return -(-num_models // devices) * devices
+
+
+def trained_size(config: Config) -> int:
+    """:func:`padded_size` of the config's models over this run's devices (all hosts). The deep
+    ensemble's R·K members must themselves divide over the devices (a :class:`ConfigError`,
+    before any training: they are evaluated on a member axis of their own)."""
+    training.make_mesh(config.layout.size)
+    return padded_size(config.num_models, jax.device_count())
+
+
+def member_inputs(config: Config, size: int) -> dict[str, Any]:
+    """The per-member training inputs of a member axis of ``size`` (:func:`trained_size`): which
+    members follow the snapshot schedule (an optimizer input) and each member's dropout rate
+    (0 except on the MC-dropout runs) and index."""
+    slots, n = config.slots, size
     inputs: dict[str, Any] = {}
     if "snapshot" in slots:
         snapshot = np.zeros(n, bool)

@@ -49,7 +49,7 @@ def _setup(config: Config, data: data_lib.ImageData):
             rngs=rngs,
         )
 
-    members = training.Members.create(model_fn, config.num_models, seed=config.seed)
+    members = training.Members.create(model_fn, methods.trained_size(config), seed=config.seed)
     tx = training.make_optimizer(
         config.lr,
         steps=config.steps,
@@ -77,24 +77,34 @@ def train(config: Config, options: cli.RunOptions, data: data_lib.ImageData):
             checkpoint_every=max(config.steps // 4, 1) if every is None else every,
         ),
         options=options,
-        run_config=dataclasses.asdict(config),
+        run_config=run_config(config, members.num_members),
         description=f"{config.seeds}×{config.members}×{config.model}",
         probe=entropy_curves.EntropyProbe(
             data.x_train, data.x_val, data.y_val, groups=layout.groups()
         ),
-        member_names=config.model_names(),
-        member_inputs=methods.member_inputs(config),
+        member_names=config.model_names(members.num_members),
+        member_inputs=methods.member_inputs(config, members.num_members),
     )
     return members, result
 
 
-def training_summary(history: np.ndarray) -> dict[str, Any]:
-    """The final training loss per member and its mean over the last 10% of steps (the loss
-    curve itself is the entropy-curve block's ``train_loss``, not repeated here)."""
-    steps = history.shape[0]
+def run_config(config: Config, trained: int) -> dict[str, Any]:
+    """What the checkpoints must agree on to be resumed or loaded: the config and the length of
+    the trained member axis (padded to the devices: :func:`methods.trained_size`)."""
+    return {**dataclasses.asdict(config), "trained_models": trained}
+
+
+def training_summary(history: np.ndarray, config: Config) -> dict[str, Any]:
+    """The deep members' final training loss and its mean over the last 10% of steps, and the
+    latter per method (the loss curves are the entropy-curve block's ``train_loss``)."""
+    last = history[-max(history.shape[0] // 10, 1) :]
+    deep = config.slots["deep"]
     return {
-        "final_loss_per_member": history[-1].tolist(),
-        "final_loss_mean_last_10pct": float(history[-max(steps // 10, 1) :].mean()),
+        "final_loss_per_member": history[-1, deep].tolist(),
+        "final_loss_mean_last_10pct": float(last[:, deep].mean()),
+        "final_loss_mean_last_10pct_per_method": {
+            m: float(last[:, idx].mean()) for m, idx in config.slots.items()
+        },
     }
 
 
@@ -128,7 +138,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
         ),
         "ensemble_size": evaluate.size_curves(pred, config),
         "rotation_mechanism": rotation_mechanism(deep_members, deep_params, data, pred, config),
-        "training": training_summary(result.loss_history),
+        "training": training_summary(result.loss_history, config),
         "entropy_curves": {
             data.name: entropy_curves.summarize(
                 result.curves,

@@ -33,6 +33,7 @@ MAIN_INVOCATIONS = (
     ("rerun_refused", "resumed", ()),
     ("again_interrupted", "a_again", ("--stop-after-step", "15")),
     ("overwrite", "a_again", ("--overwrite",)),
+    ("deep_only", "deep_only", ("--methods", "deep")),
 )
 
 _DRIVER = """

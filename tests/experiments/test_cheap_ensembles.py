@@ -17,7 +17,7 @@ from flax import nnx
 from experiments.core import models
 from experiments.core.cli import ConfigError
 from experiments.core.training import make_optimizer, snapshots
-from experiments.ensemble_entropy import Config
+from experiments.ensemble_entropy import Config, methods
 
 
 def _closed_form(t: int, peak: float, steps: int, cycles: int) -> float:
@@ -173,3 +173,31 @@ def test_method_slots_and_refusals():
         with pytest.raises(ConfigError, match=message):
             Config(**kwargs)
     Config(steps=3, members=4, methods=("deep", "mc_dropout"))  # no snapshot: fine
+
+
+def test_a_missing_snapshot_input_is_an_error_not_the_ordinary_schedule():
+    tx = make_optimizer(0.1, steps=4, snapshot_cycles=2)
+    w = jnp.zeros(2)
+    with pytest.raises(TypeError, match="snapshot"):
+        optax.with_extra_args_support(tx).update(jnp.ones(2), tx.init(w), w, snapshots=True)
+
+
+@pytest.mark.parametrize(
+    ("models", "devices", "want"), [(12, 1, 12), (12, 4, 12), (10, 4, 12), (50, 8, 56), (30, 4, 32)]
+)
+def test_the_trained_axis_is_padded_to_the_devices(models, devices, want):
+    assert methods.padded_size(models, devices) == want
+
+
+def test_padding_members_train_as_plain_deep_members():
+    c = Config(members=2, seeds=3)  # 6 deep + 3 snapshot + 3 MC dropout = 12, padded to 16
+    inputs = methods.member_inputs(c, 16)
+    snapshot = inputs["optimizer"]["snapshot"]
+    np.testing.assert_array_equal(np.flatnonzero(snapshot), [6, 7, 8])
+    np.testing.assert_array_equal(np.flatnonzero(inputs["dropout_rate"]), [9, 10, 11])
+    np.testing.assert_allclose(inputs["dropout_rate"][9:12], c.dropout)
+    np.testing.assert_array_equal(inputs["member"], np.arange(16))
+    names = c.model_names(16)
+    assert names[6] == "snapshot ensemble run 0"
+    assert names[12:] == ["padding 0", "padding 1", "padding 2", "padding 3"]
+    assert "optimizer" not in methods.member_inputs(Config(methods=("deep", "mc_dropout")), 50)

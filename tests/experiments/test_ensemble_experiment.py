@@ -454,11 +454,57 @@ def test_methods_side_by_side_match_numpy(smoke_run: pathlib.Path):
     # the snapshots differ from each other: K distinct cycle ends, not K copies
     snap = pred["snapshot_member_logits"][:k, t]
     assert all(not np.allclose(snap[0], snap[j]) for j in range(1, k))
+    # each run's last snapshot is that run's final model: its mean validation entropy is the
+    # training curve's final value for the snapshot run's slot (8 + r), not a deep member's
+    curves = results["entropy_curves"]["digits"]["per_member"]["entropy_val"]
+    val = sl["val"]
+    for i in range(r):
+        last = pred["snapshot_member_logits"][i * k + k - 1, val].astype(np.float64)
+        lp = last - logsumexp(last, axis=-1, keepdims=True)
+        h = -(np.exp(lp) * lp).sum(-1).mean()
+        assert curves[8 + i][-1] == pytest.approx(h, rel=1e-4)
+        assert all(curves[m][-1] != pytest.approx(h, rel=1e-4) for m in range(8))
+    # the K MC-dropout passes are different networks: they disagree (mutual information > 0)
+    mc = pred["mc_dropout_member_logits"][:k, t].astype(np.float64)
+    assert all(not np.allclose(mc[0], mc[j]) for j in range(1, k))
+    mi = results["ood"]["class_blends"]["scores"]["mc_dropout/mutual_information"]["mean_score"]
+    assert mi["mean"] > 1e-4
     fam = results["comparisons"]["family"]
     for name in results["comparisons"]["ranked_sets"]:
         for m in ("snapshot", "mc_dropout"):
             test = fam[f"{name}: deep_minus_{m}_total_entropy"]
             assert (test["a"], test["b"]) == ("ensemble/total_entropy", f"{m}/total_entropy")
+
+
+def test_without_cheap_methods_the_deep_members_are_bitwise_the_same(main_runs, smoke_run):
+    """``--methods deep`` trains 8 models instead of 12; the deep members' logits, their tables
+    and scores are exactly the reference run's (dropout rate 0, the ordinary schedule and the
+    member-indexed keys leave them untouched), and the report has no cheap-method rows."""
+    assert main_runs.codes["deep_only"] == 0, main_runs.stderr["deep_only"][-3000:]
+    out = main_runs.work / "deep_only"
+    deep, ref = np.load(out / "predictions.npz"), np.load(smoke_run / "predictions.npz")
+    np.testing.assert_array_equal(deep["member_logits"], ref["member_logits"])
+    assert "snapshot_member_logits" not in deep
+    a, b = main_exp.results(out), main_exp.results(smoke_run)
+    assert a["in_distribution"] == b["in_distribution"]
+    for name, block in a["ood"].items():
+        assert block["scores"] == {
+            k: v
+            for k, v in b["ood"][name]["scores"].items()
+            if k.split("/")[0] in ("single", "ensemble")
+        }
+    assert a["methods"]["methods"] == ["single", "deep"]
+    assert a["comparisons"]["size"] < b["comparisons"]["size"]
+    assert set(a["comparisons"]["declared_ood"]) == {
+        "mi_minus_total_entropy",
+        "total_entropy_minus_single_entropy",
+        "mi_minus_single_entropy",
+        "total_entropy_minus_single_ts_entropy",
+    }
+    report = (out / "report.md").read_text()
+    assert "## Methods at a stated budget: single model, deep ensemble" in report
+    assert "snapshot" not in report
+    assert "MC dropout" not in report
 
 
 def test_same_seed_gives_identical_results(main_runs, smoke_run: pathlib.Path):
@@ -521,8 +567,9 @@ def test_four_devices_match_one_device_and_bad_member_count_fails(
     work, codes, stderr = main_four_devices
     out = work / "four"
     assert codes == [2, 0], stderr[-3000:]
-    # 2 ensembles × 3 members, 2 snapshot runs, 2 MC-dropout runs: 10 on 4 devices
-    assert "error: the number of ensemble members (10) must be a positive multiple" in stderr
+    # 2 ensembles × 3 members: the deep members (6) must divide over the 4 devices, before
+    # any training (the cheap methods' runs are padded to the devices, the deep ones are not)
+    assert "error: the number of ensemble members (6) must be a positive multiple" in stderr
     assert "multiple of the number of devices (4)" in stderr
     assert not (work / "bad" / "results.json").exists()
     four, one = main_exp.results(out), main_exp.results(smoke_run)
@@ -536,9 +583,12 @@ def test_four_devices_match_one_device_and_bad_member_count_fails(
     for key in a:
         if isinstance(a[key], float):
             # Interval bounds amplify float32 rounding by the t quantile (12.7 for 2 seeds), and
-            # ECE jumps when rounding moves an example across a bin edge (1/289 of a gap).
+            # ECE jumps when rounding moves an example across a bin edge (1/289 of a gap); a
+            # bootstrap standard error (se) spreads like the bounds.
             # Temperature-scaled values inherit the fitted T, found on a flat float32 NLL.
-            bound = key.endswith(("/low", "/high", "/std")) or "interval" in key or "ece" in key
+            bound = (
+                key.endswith(("/low", "/high", "/std", "/se")) or "interval" in key or "ece" in key
+            )
             bound = bound or "_ts/" in key or "temperature" in key
             tol = {"rel": 1e-3, "abs": 2e-3} if bound else {"rel": 1e-4, "abs": 1e-4}
             assert a[key] == pytest.approx(b[key], **tol), key
@@ -575,6 +625,16 @@ def test_a_finished_run_reloads_and_scores_new_images(smoke_run, script_jax_conf
     assert features.shape == (8, 7, c.width)
     assert np.isfinite(features).all()
     assert sorted(p.relative_to(smoke_run) for p in smoke_run.rglob("*")) == before
+
+
+def test_an_unfinished_run_is_not_loaded(main_runs, script_jax_config):
+    """A run interrupted after step 25 (last checkpoint 20 of 40) has snapshot slots of cycles
+    not yet run: ``load_run`` refuses it, naming --resume, instead of returning them or failing
+    with a traceback."""
+    from experiments.ensemble_entropy import load_run
+
+    with pytest.raises(ConfigError, match=r"no results.json: the run has not finished.*--resume"):
+        load_run(str(main_runs.work / "interrupted"))
 
 
 # ----------------------------------------------------------------------------- multi-host

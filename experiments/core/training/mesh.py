@@ -31,8 +31,8 @@ def make_mesh(num_members: int, devices: Sequence[jax.Device] | None = None) -> 
         raise ConfigError(
             f"the number of ensemble members ({num_members}) must be a positive multiple of the "
             f"number of devices ({n}) so the member axis can be sharded evenly; change the "
-            "member count (members, seeds, methods or sweep values) or the devices (CUDA_VISIBLE_DEVICES, "
-            "XLA_FLAGS=--xla_force_host_platform_device_count)"
+            "member count (members, seeds, methods or sweep values) or the devices "
+            "(CUDA_VISIBLE_DEVICES, XLA_FLAGS=--xla_force_host_platform_device_count)"
         )
     return Mesh(np.asarray(devices), (AXIS,))
 

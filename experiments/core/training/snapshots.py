@@ -69,13 +69,16 @@ def member_schedule(
     schedule: optax.Schedule, snapshot_schedule: optax.Schedule
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates by ``-schedule(t)``, or by ``-snapshot_schedule(t)`` for a member whose
-    extra argument ``snapshot`` is true (``optax.scale_by_learning_rate`` otherwise)."""
+    extra argument ``snapshot`` is true (``optax.scale_by_learning_rate`` otherwise).
+
+    ``tx.update`` must be given ``snapshot=`` (a misspelt or missing optimizer input is a
+    ``TypeError``, not a run that silently follows the ordinary schedule)."""
 
     def init(params: Any) -> MemberScheduleState:
         del params
         return MemberScheduleState(jnp.zeros([], jnp.int32))
 
-    def update(updates, state, params=None, *, snapshot=False, **extra):
+    def update(updates, state, params=None, *, snapshot, **extra):
         del params, extra
         step = jnp.where(snapshot, -snapshot_schedule(state.count), -schedule(state.count))
         updates = jax.tree.map(lambda g: jnp.array(step, dtype=g.dtype) * g, updates)
