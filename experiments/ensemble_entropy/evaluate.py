@@ -228,14 +228,17 @@ def shift_curves(pred: Predictions, config: Config) -> dict[str, Any]:
             "severity": [0, *config.severities],
             "level": [0.0] + [data_lib.SHIFT_LEVELS[kind][s - 1] for s in config.severities],
             **{
-                variant: {m: [_strip(t[variant][m]) for t in tables] for m in CLASSIFICATION}
+                variant: {
+                    m: [without_values(t[variant][m]) for t in tables] for m in CLASSIFICATION
+                }
                 for variant in VARIANTS
             },
         }
     return out
 
 
-def _strip(cell: dict) -> dict:
+def without_values(cell: dict) -> dict:
+    """An interval cell without its per-replicate ``values`` (for tables that repeat it)."""
     return {k: v for k, v in cell.items() if k != "values"}
 
 

@@ -220,13 +220,13 @@ def methods_section(
             row = out["rows"].setdefault(name, {})
             scaled = variant.endswith("_ts")
             row["scaled" if scaled else "raw"] = {
-                m: evaluate._strip(table[variant][m]) for m in table[variant]
+                m: evaluate.without_values(table[variant][m]) for m in table[variant]
             }
             if not scaled:
-                row["aurc"] = evaluate._strip(sel[variant]["aurc"])
-                row["excess_aurc"] = evaluate._strip(sel[variant]["excess_aurc"])
+                row["aurc"] = evaluate.without_values(sel[variant]["aurc"])
+                row["excess_aurc"] = evaluate.without_values(sel[variant]["excess_aurc"])
                 row["misclassification_auroc"] = {
-                    k: evaluate._strip(v)
+                    k: evaluate.without_values(v)
                     for k, v in sel[variant]["misclassification_auroc"].items()
                 }
         if method != "deep":
@@ -242,7 +242,7 @@ def methods_section(
         claim = seed_claim_section(pred, config)["sets"]
         out["rows"][method]["seed_claim"] = {
             name: {
-                "above_max_member": evaluate._strip(block["above_max_member"]),
+                "above_max_member": evaluate.without_values(block["above_max_member"]),
                 "verdict": block["verdict"],
                 "jensen_violations": block["jensen_violations"],
             }
