@@ -191,12 +191,20 @@ def budget(config: Config, num_params: int) -> dict[str, dict[str, Any]]:
 
 
 def methods_section(
-    preds: dict[str, Predictions], config: Config, *, num_params: int
+    preds: dict[str, Predictions],
+    config: Config,
+    *,
+    num_params: int,
+    deep_results: dict[str, Any],
 ) -> dict[str, Any]:
     """``results["methods"]``: per method the budget, the test metrics of its ensembles (raw and
     temperature-scaled; intervals over ensembles and test examples), deep − method differences
     per example (exploratory), AURC / E-AURC and misclassification AUROCs on the test set, and
-    the seed's claim; the single model (a deep member) as the first row."""
+    the seed's claim; the single model (a deep member) as the first row.
+
+    The deep ensemble's rows are read from the sections the run has already computed for it
+    (``deep_results``: ``results["in_distribution"]["test"]``, ``results["selective"]["test"]``
+    and ``results["seed_claim"]``), not computed again; the cheap methods' by the same code."""
     deep = preds["deep"]
     t, labels = deep.sets.slices["test"], deep.sets.labels_of("test")
     out: dict[str, Any] = {
@@ -209,10 +217,15 @@ def methods_section(
     }
     deep_values = significance.per_example(deep.log_probs["ensemble"][:, t], labels)
     for method, pred in preds.items():
-        table = evaluate.classification_table(
-            pred, "test", config.num_bins, examples_seed=config.seed
-        )
-        sel = selective.selective_section(pred, config)["test"]
+        if method == "deep":
+            table, sel = deep_results["test"], deep_results["selective"]
+            claim = deep_results["seed_claim"]["sets"]
+        else:
+            table = evaluate.classification_table(
+                pred, "test", config.num_bins, examples_seed=config.seed
+            )
+            sel = selective.selective_section(pred, config, names=["test"])["test"]
+            claim = seed_claim_section(pred, config)["sets"]
         variants = ["single", "single_ts"] if method == "deep" else []
         row_names = {"single": "single", "single_ts": "single"}
         for variant in [*variants, "ensemble", "ensemble_ts"]:
@@ -239,7 +252,6 @@ def methods_section(
                 )
                 for m in PER_EXAMPLE
             }
-        claim = seed_claim_section(pred, config)["sets"]
         out["rows"][method]["seed_claim"] = {
             name: {
                 "above_max_member": evaluate.without_values(block["above_max_member"]),

@@ -80,11 +80,14 @@ def labelled_sets(pred: Predictions, config: Config) -> list[str]:
     return ["test", *(n for n in pred.sets.headline(config.severities) if n in pred.sets.labelled)]
 
 
-def selective_section(pred: Predictions, config: Config) -> dict[str, Any]:
-    """``results["selective"]``: per set, per variant, intervals of AURC, E-AURC, the error rate
-    and the misclassification AUROC of every score; paired ensemble − single differences."""
+def selective_section(
+    pred: Predictions, config: Config, *, names: list[str] | None = None
+) -> dict[str, Any]:
+    """``results["selective"]``: per set (``names``, default :func:`labelled_sets`), per variant,
+    intervals of AURC, E-AURC, the error rate and the misclassification AUROC of every score;
+    paired ensemble − single differences."""
     out: dict[str, Any] = {}
-    for name in labelled_sets(pred, config):
+    for name in labelled_sets(pred, config) if names is None else names:
         s, labels = pred.sets.slices[name], pred.sets.labels_of(name)
         block: dict[str, Any] = {"num_examples": s.stop - s.start}
         raw: dict[str, dict[str, np.ndarray]] = {}

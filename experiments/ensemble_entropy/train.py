@@ -152,7 +152,14 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     results["selective"] = selective.selective_section(pred, config)
     results["seed_claim"] = seed_claim_section(pred, config)
     results["methods"] = methods.methods_section(
-        preds, config, num_params=methods.count_params(members)
+        preds,
+        config,
+        num_params=methods.count_params(members),
+        deep_results={
+            "test": ind["test"],
+            "selective": results["selective"]["test"],
+            "seed_claim": results["seed_claim"],
+        },
     )
     results["comparisons"] = significance.family(ind, results["ood"])  # declared, Holm
     results["claims"] = evaluate.claims(results)
