@@ -21,6 +21,7 @@ import pathlib
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from test_readme import CACHE_VARIABLES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -71,8 +72,10 @@ def test_notebook_runs(path, monkeypatch):
     # the path (as when Jupyter is started after the README's install).
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.delenv("PYTHONPATH", raising=False)
+    # nothing of the session's JAX settings but its compilation cache, where one is set
     for key in [k for k in os.environ if k.startswith(("JAX_", "XLA_"))]:
-        monkeypatch.delenv(key)
+        if key not in CACHE_VARIABLES:
+            monkeypatch.delenv(key)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,

@@ -32,7 +32,7 @@ MAIN_INVOCATIONS = (
     ("resume_other_config", "resumed", ("--resume", "--lr", "0.02")),
     ("rerun_refused", "resumed", ()),
     ("again_interrupted", "a_again", ("--stop-after-step", "15")),
-    ("overwrite", "a_again", ("--overwrite",)),
+    ("overwrite", "a_again", ("--overwrite", "--stop-after-step", "25")),
     ("deep_only", "deep_only", ("--methods", "deep")),
 )
 

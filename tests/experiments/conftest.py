@@ -34,7 +34,8 @@ def main_runs(tmp_path_factory) -> MainRuns:
     40 (checkpoints every 10, so steps 21..25 are lost) left as it is; another interrupted one
     then resumed, resumed again once finished, resumed with another configuration (refused),
     and run again without ``--resume`` (refused); a third interrupted after step 15, then
-    replaced with ``--overwrite`` (a fresh run from step 0 with the same seed)."""
+    replaced with ``--overwrite`` (a fresh run from step 0 with the same seed, interrupted after
+    step 25 like the second: their checkpoints are compared); ``--methods deep``."""
     from _main_experiment import MAIN_INVOCATIONS, SMOKE, run, split_stderr
 
     work = tmp_path_factory.mktemp("main_runs")
@@ -50,18 +51,3 @@ def main_runs(tmp_path_factory) -> MainRuns:
         dict(zip(names, parts, strict=True)),
         {name: i for i, name in enumerate(names)},
     )
-
-
-@pytest.fixture(scope="session")
-def main_four_devices(tmp_path_factory) -> tuple[pathlib.Path, list[int], str]:
-    """One process with 4 CPU devices: a member count that does not divide over them (refused),
-    then the smoke run sharded over the 4 devices (the reference of the multi-host test)."""
-    from _main_experiment import SMOKE, run
-
-    work = tmp_path_factory.mktemp("main_four_devices")
-    codes, stderr = run(
-        [*SMOKE, "--out", str(work / "bad"), "--members", "3"],
-        [*SMOKE, "--out", str(work / "four")],
-        devices=4,
-    )
-    return work, codes, stderr
