@@ -12,9 +12,29 @@ from experiments.ensemble_entropy.evalsets import Predictions
 from experiments.ensemble_entropy.evaluate import POSITIVE, UNIT
 
 
+def probes(config: Config) -> bool:
+    """Whether the run has a rotated set to probe (its most severe rotation)."""
+    return "rotation" in data_lib.SHIFTS and bool(config.severities)
+
+
+def blank_outer_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` with the outer quarter of its rows (top and bottom) set to 0."""
+    quarter = x.shape[1] // 4
+    blanked = x.copy()
+    blanked[:, :quarter] = 0.0
+    blanked[:, -quarter:] = 0.0
+    return blanked
+
+
+def blanked_test_logits(members: training.Members, params: Any, data: data_lib.ImageData):
+    """Every member's logits ``(R·K, n_test, C)`` on the test images with their outer quarter
+    rows blanked: the counterfactual of :func:`rotation_mechanism`, the one part of it that runs
+    the (sharded) members, so every process of a multi-process run takes part."""
+    return members.predict(params, blank_outer_rows(data.x_test))
+
+
 def rotation_mechanism(
-    members: training.Members,
-    params: Any,
+    blanked_logits: np.ndarray | None,
     data: data_lib.ImageData,
     pred: Predictions,
     config: Config,
@@ -27,9 +47,10 @@ def rotation_mechanism(
        is nearly empty and a 90° rotation empties the outer quarter of the rows; the class with
        the least ink there is where rotated images land.
     3. The counterfactual: blank the outer quarter rows of *unrotated* test images; if they are
-       then sent to the same class, the ink profile alone explains the failure.
+       then sent to the same class, the ink profile alone explains the failure (the members'
+       logits on them: ``blanked_logits``, from :func:`blanked_test_logits`).
     """
-    if "rotation" not in data_lib.SHIFTS or not config.severities:
+    if not probes(config):
         return None
     name = f"rotation@{max(config.severities)}"
     rotated = pred.sets.images[pred.sets.slices[name]]
@@ -37,11 +58,9 @@ def rotation_mechanism(
     target = int(np.bincount(ens_pred.ravel(), minlength=data.num_classes).argmax())
     lr, ncm = _pixel_classifiers(data)
     quarter = data.image_shape[0] // 4
-    blanked = data.x_test.copy()
-    blanked[:, :quarter] = 0.0
-    blanked[:, -quarter:] = 0.0
+    blanked = blank_outer_rows(data.x_test)
     blanked_lp = uncertainty.mixture_log_probs(
-        uncertainty.log_probs(members.predict(params, blanked)), pred.layout.ensembles
+        uncertainty.log_probs(blanked_logits), pred.layout.ensembles
     )
 
     def flat(x: np.ndarray) -> np.ndarray:

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from experiments.core import cli, data as data_lib, entropy_curves, training
+from experiments.core import cli, data as data_lib, entropy_curves, outputs, training
 from experiments.core.models import build_model
 from experiments.core.runner import Outcome
 from experiments.ensemble_entropy import evaluate, methods, selective, significance
 from experiments.ensemble_entropy.config import Config
 from experiments.ensemble_entropy.evalsets import EvalSets, features_npz, predict
-from experiments.ensemble_entropy.rotation import rotation_mechanism
+from experiments.ensemble_entropy.rotation import blanked_test_logits, probes, rotation_mechanism
 from experiments.ensemble_entropy.seed_claim import seed_claim_section
 
 # The entropy-curve series: each method's trained models.
@@ -109,7 +109,12 @@ def training_summary(history: np.ndarray, config: Config) -> dict[str, Any]:
 
 
 def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
-    """Train R ensembles of K members, then evaluate members and ensembles on every set."""
+    """Train R ensembles of K members, then evaluate members and ensembles on every set.
+
+    In a multi-process run every process trains and runs the members on the evaluation sets
+    (the member axis is sharded across them); the statistics on the gathered predictions are
+    computed by process 0 alone, the one that writes: the others return empty ``results``.
+    """
     data = config.load_data()
     t0 = time.perf_counter()
     members, result = train(config, options, data)
@@ -117,9 +122,18 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     trained = methods.method_members(members, result.params, result.opt_state, config)
     sets = EvalSets.build(data, config)
     preds = {m: predict(mm, mp, data, config, sets=sets) for m, (mm, mp) in trained.items()}
+    blanked_logits = blanked_test_logits(*trained["deep"], data) if probes(config) else None
+    timing = {
+        "train_seconds_this_process": train_seconds,
+        "resumed_from_step": result.resumed_from_step,
+    }
+    if not outputs.is_writer():
+        # Everything that runs the (sharded) members is done, by every process; what follows is
+        # host statistics on the gathered predictions, which process 0 alone needs (it writes).
+        timing["evaluate_seconds"] = time.perf_counter() - t0 - train_seconds
+        return Outcome({}, timing=timing)
     # the deep ensemble's predictions, with the cheap methods' ensemble scores beside its own
     pred = dataclasses.replace(preds["deep"], scores=methods.merged_scores(preds))
-    deep_members, deep_params = trained["deep"]
     ind = evaluate.in_distribution(pred, config)
     results: dict[str, Any] = {
         "data": {
@@ -137,7 +151,7 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
             pred, pred.sets.headline(config.severities)
         ),
         "ensemble_size": evaluate.size_curves(pred, config),
-        "rotation_mechanism": rotation_mechanism(deep_members, deep_params, data, pred, config),
+        "rotation_mechanism": rotation_mechanism(blanked_logits, data, pred, config),
         "training": training_summary(result.loss_history, config),
         "entropy_curves": {
             data.name: entropy_curves.summarize(
@@ -179,9 +193,5 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
                 },
             }
         },
-        timing={
-            "train_seconds_this_process": train_seconds,
-            "evaluate_seconds": time.perf_counter() - t0 - train_seconds,
-            "resumed_from_step": result.resumed_from_step,
-        },
+        timing={**timing, "evaluate_seconds": time.perf_counter() - t0 - train_seconds},
     )
