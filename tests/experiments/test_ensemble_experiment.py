@@ -3,8 +3,8 @@ devices, errors.
 
 The experiment runs in subprocesses (``tests/_main_experiment.py``) so it sees a fresh JAX (no
 x64 from conftest, its own device count); the smoke runs are session fixtures shared with the
-multi-host test (``tests/experiments/conftest.py``). Numbers are checked against numpy re-computations from
-the saved member logits.
+multi-host test (``tests/experiments/conftest.py``). Numbers are checked against numpy
+re-computations from the saved member logits.
 """
 
 from __future__ import annotations
