@@ -5,6 +5,8 @@ stack, benchmarks, and the experiments end to end; its own conftest holds their 
 at the top the checks of what users read and paste (docs, README blocks, notebooks).
 """
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -30,6 +32,27 @@ def script_jax_config():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def pytest_configure(config) -> None:
+    """Under ``.ci/run``: this process's own compilation cache (``tests/_compilation_cache.py``)."""
+    import _compilation_cache
+
+    root = os.environ.get(_compilation_cache.CI_CACHE_ENV)
+    if root:
+        name = os.environ.get("PYTEST_XDIST_WORKER", "pytest")
+        config.stash[_CI_CACHE] = _compilation_cache.use_ci_cache(root, name)
+
+
+def pytest_unconfigure(config) -> None:
+    import _compilation_cache
+
+    if _CI_CACHE in config.stash:
+        root = os.environ[_compilation_cache.CI_CACHE_ENV]
+        _compilation_cache.publish(config.stash[_CI_CACHE], root)
+
+
+_CI_CACHE = pytest.StashKey[object]()
 
 
 def pytest_report_header(config) -> str:

@@ -20,8 +20,8 @@ import pathlib
 
 import nbformat
 import pytest
+from _compilation_cache import VARIABLES as CACHE_VARIABLES
 from nbclient import NotebookClient
-from test_readme import CACHE_VARIABLES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

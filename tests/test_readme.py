@@ -14,15 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from _compilation_cache import VARIABLES as CACHE_VARIABLES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# JAX's persistent compilation cache: a cached program is the same compiled executable (its key
-# is the program itself), so passing the cache on changes what is compiled, not what runs.
-CACHE_VARIABLES = (
-    "JAX_COMPILATION_CACHE_DIR",
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
-)
 BLOCKS = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
 
 
@@ -36,7 +30,7 @@ def test_readme_has_the_blocks_users_paste():
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_block_runs_alone(block, tmp_path):
     # Nothing of the session's JAX settings, but its persistent compilation cache where one is
-    # set (``.ci/run``: programs compiled here are loaded by the wheel check's run of the block).
+    # set (``.ci/run``: the block's programs are loaded by the wheel check's run of it).
     env = {
         k: v
         for k, v in os.environ.items()

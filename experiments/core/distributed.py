@@ -4,7 +4,8 @@ On one host every function here is a no-op or a plain ``numpy`` conversion. Mult
 (``jax.distributed.initialize``) train the member axis over the devices of all processes; every
 process runs the same program, process 0 alone writes outputs (:mod:`experiments.core.outputs`),
 and :func:`barrier` keeps the others from racing ahead to JAX's shutdown barrier (whose timeout
-is fixed at initialisation) while process 0 is still writing the report and figures.
+is fixed at initialisation) while process 0 is still computing the statistics (which an
+experiment may leave to it) and writing the report and figures.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-BARRIER_TIMEOUT_S = 3600  # waiting for process 0's outputs, however slow the plots are
+BARRIER_TIMEOUT_S = 3600  # waiting for process 0's statistics and outputs, however slow
 SHUTDOWN_TIMEOUT_ENV = "ENTJAX_SHUTDOWN_TIMEOUT_S"  # JAX's own default is 300 s
 
 

@@ -97,6 +97,10 @@ class Experiment:
 def run(experiment: Experiment, config: Any, options: RunOptions) -> dict[str, Any]:
     """Train, evaluate and write every output of ``experiment``; return the results.
 
+    In a multi-process run an experiment may leave its statistics to process 0, which writes
+    them (the main experiment does): the other processes then return results without them,
+    and exit 0 even if process 0 fails while computing or writing them.
+
     Raises :class:`ConfigError`, :class:`~experiments.core.training.TrainingDiverged` or
     :class:`~experiments.core.training.StoppedEarly` (the command line turns them into exit
     statuses).

@@ -112,8 +112,9 @@ def train_and_evaluate(config: Config, options: cli.RunOptions) -> Outcome:
     """Train R ensembles of K members, then evaluate members and ensembles on every set.
 
     In a multi-process run every process trains and runs the members on the evaluation sets
-    (the member axis is sharded across them); the statistics on the gathered predictions are
-    computed by process 0 alone, the one that writes: the others return empty ``results``.
+    (the member axis is sharded across them) and derives the predictions' scores; the
+    statistics over them (tables, intervals, curves, comparisons) are computed by process 0
+    alone, the one that writes: the others return empty ``results``.
     """
     data = config.load_data()
     t0 = time.perf_counter()

@@ -520,7 +520,7 @@ def _checkpoint(out: pathlib.Path, step: int) -> dict:
     return {"state": restored["state"], "meta": restored["meta"]}
 
 
-def test_same_seed_gives_identical_results(main_runs, smoke_run: pathlib.Path):
+def test_same_seed_gives_identical_results(main_runs):
     """a_again: interrupted after step 15 (exit 3), then replaced with --overwrite: a fresh run
     from step 0 (its checkpoints deleted first), interrupted after step 25 like ``interrupted``:
     the same seed gives bitwise the same parameters, optimizer state, loss history and curves at
@@ -672,9 +672,11 @@ def test_an_unfinished_run_is_not_loaded(main_runs, script_jax_config):
 # takes longer to write its outputs than JAX's shutdown barrier waits (here shortened to 3 s,
 # with process 0 delayed by 6 s: without the runner's closing barrier process 1 reaches the
 # shutdown barrier first and both abort), and give the numbers of the one-device reference run
-# up to float32 reduction order. It is the suite's end-to-end run over several devices: the
-# sharding code is the same in one process with 4 devices, which only the refusal above starts
-# (the pair costs two cold smoke runs, so it is not run a second time in one process).
+# up to float32 reduction order. It is the suite's end-to-end run over several devices: one
+# process with 4 devices runs the same sharding code (mesh, shardings, orbax's sharded saves)
+# and differs from this pair only where the process count matters (host transfers, barriers,
+# the writer), which every one-device run takes; so only the refusal above starts one (a full
+# run there would be a third cold smoke run).
 #
 # In this file (not its own) so that it shares the one-device session run on one xdist worker.
 
