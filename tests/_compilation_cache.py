@@ -46,6 +46,14 @@ def environment(path: str | pathlib.Path) -> dict[str, str]:
 VARIABLES = tuple(environment(""))
 
 
+def _print_environment() -> None:
+    """``python tests/_compilation_cache.py DIR``: :func:`environment` as ``NAME=value`` words,
+    for a step of ``.ci/run`` that runs outside pytest (``env $(...) command``)."""
+    import sys
+
+    print(" ".join(f"{name}={value}" for name, value in environment(sys.argv[1]).items()))
+
+
 def shared_directory(root: str | pathlib.Path) -> pathlib.Path:
     """Where the CI run's processes publish what they compiled, for the steps that follow."""
     return pathlib.Path(root) / "shared"
@@ -98,3 +106,7 @@ def persistent_compilation_cache(path: pathlib.Path):
         for name, value in saved.items():
             jax.config.update(name, value)
         compilation_cache.reset_cache()
+
+
+if __name__ == "__main__":
+    _print_environment()

@@ -6,6 +6,7 @@ at the top the checks of what users read and paste (docs, README blocks, noteboo
 """
 
 import os
+import pathlib
 
 import jax
 import numpy as np
@@ -34,6 +35,9 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+_CI_CACHE = pytest.StashKey[pathlib.Path]()  # this process's directory of the CI run's cache
+
+
 def pytest_configure(config) -> None:
     """Under ``.ci/run``: this process's own compilation cache (``tests/_compilation_cache.py``)."""
     import _compilation_cache
@@ -50,9 +54,6 @@ def pytest_unconfigure(config) -> None:
     if _CI_CACHE in config.stash:
         root = os.environ[_compilation_cache.CI_CACHE_ENV]
         _compilation_cache.publish(config.stash[_CI_CACHE], root)
-
-
-_CI_CACHE = pytest.StashKey[object]()
 
 
 def pytest_report_header(config) -> str:

@@ -513,11 +513,10 @@ def _checkpoint(out: pathlib.Path, step: int) -> dict:
     import orbax.checkpoint as ocp
 
     with ocp.CheckpointManager(out / "checkpoints") as manager:
-        restored = manager.restore(
+        return manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
         )
-    return {"state": restored["state"], "meta": restored["meta"]}
 
 
 def test_same_seed_gives_identical_results(main_runs):
@@ -535,15 +534,15 @@ def test_same_seed_gives_identical_results(main_runs):
     again = _checkpoint(main_runs.work / "a_again", 20)
     first = _checkpoint(main_runs.work / "interrupted", 20)
     assert again["meta"] == first["meta"]
-    paths_a, _ = jax.tree.flatten_with_path(again["state"])
-    paths_b, _ = jax.tree.flatten_with_path(first["state"])
-    assert [p for p, _ in paths_a] == [p for p, _ in paths_b]
-    assert len(paths_a) > 10
-    for (path, x), (_, y) in zip(paths_a, paths_b, strict=True):
+    leaves_a, _ = jax.tree.flatten_with_path(again["state"])
+    leaves_b, _ = jax.tree.flatten_with_path(first["state"])
+    assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
+    assert len(leaves_a) > 10
+    for (path, x), (_, y) in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
     # and the comparison can fail: the parameters and the loss history depend on the data
     (history,) = [
-        np.asarray(x) for p, x in paths_a if jax.tree_util.keystr(p) == "['loss_history']"
+        np.asarray(x) for p, x in leaves_a if jax.tree_util.keystr(p) == "['loss_history']"
     ]
     assert len(np.unique(history[:20])) > 10
 
