@@ -35,25 +35,33 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-_CI_CACHE = pytest.StashKey[pathlib.Path]()  # this process's directory of the CI run's cache
+_RUN_CACHE = pytest.StashKey[pathlib.Path]()  # this process's directory of the run-wide cache
 
 
 def pytest_configure(config) -> None:
-    """Under ``.ci/run``: this process's own compilation cache (``tests/_compilation_cache.py``)."""
+    """This process's directory of the run-wide compilation cache (``tests/_compilation_cache.py``:
+    ``.jax_cache/`` in the checkout unless ``ENTJAX_TEST_COMPILATION_CACHE`` says otherwise)."""
     import _compilation_cache
 
-    root = os.environ.get(_compilation_cache.CI_CACHE_ENV)
-    if root:
-        name = os.environ.get("PYTEST_XDIST_WORKER", "pytest")
-        config.stash[_CI_CACHE] = _compilation_cache.use_ci_cache(root, name)
+    root = _compilation_cache.root_from_environment()
+    if root is None:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:  # the xdist controller (it starts the workers later) or a plain run
+        root.mkdir(parents=True, exist_ok=True)
+        _compilation_cache.remove_stale(root)
+    config.stash[_RUN_CACHE] = _compilation_cache.use_run_cache(root, worker or "pytest")
 
 
 def pytest_unconfigure(config) -> None:
     import _compilation_cache
 
-    if _CI_CACHE in config.stash:
-        root = os.environ[_compilation_cache.CI_CACHE_ENV]
-        _compilation_cache.publish(config.stash[_CI_CACHE], root)
+    if _RUN_CACHE in config.stash:
+        mine = config.stash[_RUN_CACHE]
+        root = mine.parent
+        _compilation_cache.publish(mine, root)
+        if "PYTEST_XDIST_WORKER" not in os.environ:  # after every worker has published
+            _compilation_cache.prune(root)
 
 
 def pytest_report_header(config) -> str:

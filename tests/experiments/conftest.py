@@ -10,9 +10,12 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def _experiment_compilation_cache(tmp_path_factory):
     """One persistent XLA compilation cache for this worker's experiment subprocesses."""
+    import _compilation_cache
     import _main_experiment
 
-    _main_experiment.CACHE_DIR = str(tmp_path_factory.mktemp("xla_cache"))
+    # this process's directory of a run-wide cache (``tests/_compilation_cache.py``), if any
+    mine = _compilation_cache.PROCESS_DIRECTORY
+    _main_experiment.CACHE_DIR = str(mine or tmp_path_factory.mktemp("xla_cache"))
     yield
     _main_experiment.CACHE_DIR = None
 
