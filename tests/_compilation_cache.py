@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import shutil
 
 import jax
@@ -80,6 +81,8 @@ def shared_directory(root: str | pathlib.Path) -> pathlib.Path:
     return pathlib.Path(root) / "shared"
 
 
+# The name of a process's directory: its xdist worker (or "pytest") and its pid.
+_PROCESS_DIRECTORY = re.compile(r"(?:gw\d+|pytest)-(\d+)")
 # This process's directory of the run-wide cache, once :func:`use_run_cache` has set it.
 PROCESS_DIRECTORY: pathlib.Path | None = None
 
@@ -102,13 +105,28 @@ def use_run_cache(root: str | pathlib.Path, name: str) -> pathlib.Path:
     return mine
 
 
+def _complete(entry: pathlib.Path) -> bool:
+    """Whether ``entry`` holds a whole cache entry: it decompresses as JAX compressed it. A
+    process killed while writing (a timed-out subprocess, an interrupted run) leaves a truncated
+    one, which JAX would report with a warning in every later run."""
+    from jax._src import compilation_cache
+
+    try:
+        compilation_cache.decompress_executable(entry.read_bytes())
+    except Exception:  # any failure to decompress means: not a whole entry
+        return False
+    return True
+
+
 def publish(directory: pathlib.Path, root: str | pathlib.Path) -> None:
-    """Hard-link the complete entries of ``directory`` (its process has finished writing them)
-    into the shared directory of ``root`` (an entry already there is kept), then remove
+    """Hard-link the whole entries of ``directory`` (:func:`_complete`; its process has finished
+    writing) into the shared directory of ``root`` (an entry already there is kept), then remove
     ``directory``."""
     shared = shared_directory(root)
     shared.mkdir(exist_ok=True)
     for entry in directory.iterdir():
+        if (shared / entry.name).exists() or not _complete(entry):
+            continue
         with contextlib.suppress(FileExistsError):
             os.link(entry, shared / entry.name)
     shutil.rmtree(directory)
@@ -117,10 +135,11 @@ def publish(directory: pathlib.Path, root: str | pathlib.Path) -> None:
 def remove_stale(root: str | pathlib.Path) -> None:
     """Remove the directories of processes that no longer run (a run killed before it could
     publish); those of a run going on beside this one are kept."""
-    for path in pathlib.Path(root).glob("*-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if not (path.is_dir() and pid.isdigit()):
+    for path in pathlib.Path(root).iterdir():
+        match = _PROCESS_DIRECTORY.fullmatch(path.name)  # nothing else in ``root`` is touched
+        if match is None or not path.is_dir():
             continue
+        pid = match.group(1)
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:

@@ -72,7 +72,7 @@ def test_notebook_runs(path, monkeypatch):
     # the path (as when Jupyter is started after the README's install).
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    # nothing of the session's JAX settings but its compilation cache, where one is set
+    # nothing of the session's JAX settings but the worker's compilation cache, unless it is off
     for key in [k for k in os.environ if k.startswith(("JAX_", "XLA_"))]:
         if key not in CACHE_VARIABLES:
             monkeypatch.delenv(key)

@@ -29,8 +29,9 @@ def test_readme_has_the_blocks_users_paste():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_block_runs_alone(block, tmp_path):
-    # Nothing of the session's JAX settings, but its persistent compilation cache where one is
-    # set (``.ci/run``: the block's programs are loaded by the wheel check's run of it).
+    # Nothing of the session's JAX settings but the worker's directory of the run-wide compilation
+    # cache (``tests/_compilation_cache.py``), unless it is off: the block's programs are loaded
+    # by the next run, and under ``.ci/run`` by the wheel check's run of the block.
     env = {
         k: v
         for k, v in os.environ.items()

@@ -2,11 +2,13 @@
 
 Shared by the tests that run it end to end. One subprocess may run several invocations of
 ``main(argv)``: they share its compiled functions. The fresh processes of one pytest worker
-also share JAX's persistent compilation cache (:data:`CACHE_DIR`, a directory of this test
-session, set by ``conftest.py``): most of a smoke run's CPU time is XLA compiling ~120 programs,
-the same ones in every process. Executables loaded from the cache give bitwise the same results
-as freshly compiled ones (the tests comparing runs exactly would fail otherwise; measured: a
-smoke run's ``results.json`` is identical either way, and takes 12 s of CPU instead of 32 s).
+also share JAX's persistent compilation cache (:data:`CACHE_DIR`, set by ``conftest.py``: the
+worker's directory of the run-wide cache, ``tests/_compilation_cache.py``, or one of this
+session with that cache off): most of a smoke run's CPU time is XLA compiling ~130 programs, the
+same ones in every process and every run. Executables loaded from the cache give bitwise the
+same results as freshly compiled ones (the tests comparing runs exactly would fail otherwise;
+measured: a smoke run's ``results.json`` is identical either way, and takes 12 s of CPU instead
+of 32 s).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ for i, argv in enumerate(json.loads(sys.argv[1])):
 """
 
 
-# The persistent compilation cache of this session's experiment processes (None: not used).
+# The persistent compilation cache of this worker's experiment processes (None: not used).
 CACHE_DIR: str | None = None
 
 

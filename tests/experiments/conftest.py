@@ -9,7 +9,8 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _experiment_compilation_cache(tmp_path_factory):
-    """One persistent XLA compilation cache for this worker's experiment subprocesses."""
+    """One persistent XLA compilation cache for this worker's experiment subprocesses: the
+    worker's directory of the run-wide cache, or a directory of this session without it."""
     import _compilation_cache
     import _main_experiment
 
