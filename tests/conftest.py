@@ -6,7 +6,6 @@ at the top the checks of what users read and paste (docs, README blocks, noteboo
 """
 
 import os
-import pathlib
 import sys
 
 import jax
@@ -36,9 +35,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-_RUN_CACHE = pytest.StashKey[pathlib.Path]()  # this process's directory of the run-wide cache
-
-
 def pytest_configure(config) -> None:
     """This process's directory of the run-wide compilation cache (``tests/_compilation_cache.py``:
     ``.jax_cache/`` in the checkout unless ``ENTJAX_TEST_COMPILATION_CACHE`` says otherwise)."""
@@ -51,14 +47,14 @@ def pytest_configure(config) -> None:
     if worker is None:  # the xdist controller (it starts the workers later) or a plain run
         root.mkdir(parents=True, exist_ok=True)
         _compilation_cache.remove_stale(root)
-    config.stash[_RUN_CACHE] = _compilation_cache.use_run_cache(root, worker or "pytest")
+    _compilation_cache.use_run_cache(root, worker or "pytest")
 
 
 def pytest_unconfigure(config) -> None:
     import _compilation_cache
 
-    if _RUN_CACHE in config.stash:
-        mine = config.stash[_RUN_CACHE]
+    mine = _compilation_cache.PROCESS_DIRECTORY  # set by pytest_configure, unless the cache is off
+    if mine is not None:
         root = mine.parent
         try:
             _compilation_cache.publish(mine, root)
